@@ -1,0 +1,40 @@
+//! sealift-store: a content-addressed store for container images.
+//!
+//! Blob and manifest bytes live in files under `blobs/<alg>/<hex>`, written through
+//! `ingest/`, hashed while streaming, fsync'd and renamed before their metadata commits.
+//! Metadata (blob records, the manifest graph, referrers, tags, pins, leases) lives in sled.
+//! GC collects what no tag, pin, lease or live subject reaches. See ARCHITECTURE.md.
+//!
+//! ```
+//! use sealift_store::{Digest, Store};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path()).unwrap();
+//! let lease = store.lease("example", None).unwrap();
+//! let bytes = b"hello";
+//! let d = Digest::sha256(bytes);
+//! store.put_blob(&lease, &d, 5, "application/octet-stream", &mut &bytes[..]).unwrap();
+//! assert_eq!(store.read_small(&d, 1024).unwrap(), bytes);
+//! ```
+
+pub mod diffid;
+pub mod digest;
+pub mod du;
+pub mod error;
+pub mod gc;
+pub mod lock;
+pub mod manifest;
+pub mod media_type;
+pub mod platform;
+pub mod record;
+pub mod reference;
+pub mod store;
+pub mod verify;
+
+pub use digest::{Algorithm, Digest};
+pub use error::{Error, Result};
+pub use manifest::{Descriptor, ManifestKind, ManifestView};
+pub use platform::Platform;
+pub use reference::{Repo, StoreRef, Tag};
+pub use store::{
+    default_store_path, Lease, LeaseGuard, ManifestOptions, PutOutcome, Store, TagEntry,
+};

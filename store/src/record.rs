@@ -1,0 +1,145 @@
+//! Records kept in sled, each encoded as one schema-version byte followed by bincode.
+//!
+//! The version byte lets a later sealift refuse (or migrate) a store it does not understand,
+//! instead of misreading it.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Version of every record encoding in this build. Bump on any incompatible change and say
+/// so in ARCHITECTURE.md.
+pub const SCHEMA_VERSION: u8 = 1;
+
+/// What the store knows of one blob or manifest whose bytes are durable under `blobs/`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    /// Size in bytes, verified on ingest.
+    pub size: u64,
+    /// Media type it was first stored under (descriptors elsewhere may differ; the bytes are
+    /// the identity).
+    pub media_type: String,
+    /// Whether the bytes are a manifest or index with recorded edges.
+    pub manifest: bool,
+    /// Unix seconds when first stored.
+    pub created: u64,
+    /// GC epoch of the last hold or link; GC never deletes a record touched in its own epoch.
+    pub touched: u64,
+    /// Whether anything (a manifest, a tag, a pin) has ever pointed at it. Unlinked blobs
+    /// get a grace period, linked ones do not.
+    pub linked: bool,
+    /// For referrers: the manifest named by `subject`.
+    pub subject: Option<String>,
+    /// For manifests: the artifact type shown in referrers lists.
+    pub artifact_type: Option<String>,
+}
+
+/// An edge parent → child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeRecord {
+    /// Whether the parent is broken without the child.
+    pub required: bool,
+    /// 0 = index entry, 1 = config, 2 = layer.
+    pub role: u8,
+}
+
+/// A tag's target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRecord {
+    /// Target digest.
+    pub digest: String,
+    /// Unix seconds of the last change.
+    pub updated: u64,
+}
+
+/// A lease: work in progress that holds what it wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The store session (one per open) that took it.
+    pub session: u64,
+    /// PID of the process that took it.
+    pub pid: u32,
+    /// What it is for.
+    pub note: String,
+    /// Unix seconds when taken.
+    pub created: u64,
+    /// Unix seconds when it stops holding; `None` means "until the process ends": such a
+    /// lease is dropped when the store is next opened by another process.
+    pub expires: Option<u64>,
+}
+
+/// A partial file under `ingest/`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestRecord {
+    /// Lease that owns it.
+    pub lease: u64,
+    /// Digest it should hash to.
+    pub digest: String,
+    /// Declared size.
+    pub size: u64,
+    /// Unix seconds when started.
+    pub created: u64,
+}
+
+/// Encode a record with its version byte.
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![SCHEMA_VERSION];
+    // Encoding plain structs into a Vec cannot fail.
+    out.extend(bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default());
+    out
+}
+
+/// Decode a record, checking its version byte.
+pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+    match bytes.first() {
+        Some(&SCHEMA_VERSION) => {}
+        Some(&found) => {
+            return Err(Error::SchemaVersion {
+                found,
+                expected: SCHEMA_VERSION,
+            })
+        }
+        None => {
+            return Err(Error::Corrupt {
+                tree,
+                reason: "empty value".into(),
+            })
+        }
+    }
+    bincode::serde::decode_from_slice(&bytes[1..], bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| Error::Corrupt {
+            tree,
+            reason: e.to_string(),
+        })
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_version_check() {
+        let r = TagRecord {
+            digest: "sha256:00".into(),
+            updated: 7,
+        };
+        let b = encode(&r);
+        assert_eq!(b[0], SCHEMA_VERSION);
+        assert_eq!(decode::<TagRecord>("tags", &b).unwrap(), r);
+        let mut bad = b.clone();
+        bad[0] = 99;
+        assert!(matches!(
+            decode::<TagRecord>("tags", &bad),
+            Err(Error::SchemaVersion { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,1 @@
+//! sealift-sync
