@@ -1,1 +1,295 @@
-//! gc
+//! Garbage collection by reachability.
+//!
+//! Roots: tags, pins, what unexpired leases hold, live ingests, plus two grace rules:
+//! blobs never linked by anything and referrers whose subject is absent live for a grace
+//! period after they arrive. Edges: index → manifests, manifest → config and layers, and
+//! subject → referrer (a live subject keeps its SBOMs and signatures; a referrer never keeps
+//! its subject).
+//!
+//! GC runs while other threads write: it bumps the epoch (the only exclusive moment), marks,
+//! then deletes candidates one by one, each in its own transaction that re-checks the
+//! record's epoch stamp. Anything held, linked or tagged after the bump carries the new
+//! epoch and is skipped.
+
+use std::collections::HashSet;
+use std::fs;
+use std::time::Duration;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::record::{self, now, BlobRecord, IngestRecord, LeaseRecord};
+use crate::store::{Lease, Store};
+
+/// How GC behaves.
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// List what would go without deleting anything.
+    pub dry_run: bool,
+    /// How long a blob nothing has ever linked, or a referrer whose subject is absent,
+    /// is kept after it arrived.
+    pub grace: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// One collected (or collectable) item.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Collected {
+    /// Digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type.
+    pub media_type: String,
+}
+
+/// What a GC run did (or would do).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    /// Whether nothing was deleted.
+    pub dry_run: bool,
+    /// Items removed (or that would be).
+    pub removed: Vec<Collected>,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Items kept only by a grace period.
+    pub kept_by_grace: usize,
+    /// Items that a concurrent writer touched after the mark, so were spared.
+    pub spared_by_writer: usize,
+    /// Files under blobs/ with no record, removed (or that would be).
+    pub orphan_files: usize,
+    /// Partial ingest files of dead leases, removed (or that would be).
+    pub stale_ingests: usize,
+    /// Reachable items kept.
+    pub live: usize,
+}
+
+impl Store {
+    /// Collect what nothing reaches.
+    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+        let t = now();
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            ..Default::default()
+        };
+        // Expired timed leases stop holding now.
+        let mut live_leases = HashSet::new();
+        for item in self.leases.iter() {
+            let (k, v) = item?;
+            let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            let l: LeaseRecord = record::decode("leases", &v)?;
+            if l.expires.is_some_and(|e| e <= t) {
+                if !opts.dry_run {
+                    self.release(Lease { id })?;
+                }
+            } else {
+                live_leases.insert(id);
+            }
+        }
+
+        let epoch = {
+            let _x = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            let e = self.epoch()? + 1;
+            self.meta.insert(b"epoch", &e.to_be_bytes())?;
+            e
+        };
+
+        let mut marked: HashSet<Digest> = HashSet::new();
+        let mut stack: Vec<Digest> = Vec::new();
+        for tag in self.tags()? {
+            stack.push(tag.digest);
+        }
+        stack.extend(self.pins()?);
+        for item in self.holds.iter() {
+            let (k, _) = item?;
+            let id =
+                u64::from_be_bytes(k.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+            if live_leases.contains(&id) {
+                if let Some((d, _)) = Digest::from_key(&k[8..]) {
+                    stack.push(d);
+                }
+            }
+        }
+        for item in self.ingests.iter() {
+            let (_, v) = item?;
+            let r: IngestRecord = record::decode("ingests", &v)?;
+            if live_leases.contains(&r.lease) {
+                if let Ok(d) = r.digest.parse() {
+                    stack.push(d);
+                }
+            }
+        }
+        let grace = opts.grace.as_secs();
+        for item in self.records() {
+            let (d, rec) = item?;
+            let fresh = t.saturating_sub(rec.created) < grace;
+            let orphan_referrer = match &rec.subject {
+                Some(s) => s
+                    .parse::<Digest>()
+                    .ok()
+                    .is_none_or(|s| !self.blobs.contains_key(s.to_key()).unwrap_or(false)),
+                None => false,
+            };
+            if fresh && (!rec.linked || orphan_referrer) {
+                report.kept_by_grace += 1;
+                stack.push(d);
+            }
+        }
+
+        while let Some(d) = stack.pop() {
+            if !marked.insert(d.clone()) {
+                continue;
+            }
+            for e in self.edges(&d)? {
+                if !marked.contains(&e.child) {
+                    stack.push(e.child);
+                }
+            }
+            for r in self.referrers(&d)? {
+                if !marked.contains(&r) {
+                    stack.push(r);
+                }
+            }
+        }
+
+        let mut candidates: Vec<(Digest, BlobRecord)> = Vec::new();
+        for item in self.records() {
+            let (d, rec) = item?;
+            if marked.contains(&d) {
+                report.live += 1;
+            } else {
+                candidates.push((d, rec));
+            }
+        }
+
+        for (d, rec) in candidates {
+            if opts.dry_run {
+                report.bytes += rec.size;
+                report.removed.push(Collected {
+                    digest: d,
+                    size: rec.size,
+                    media_type: rec.media_type,
+                });
+                continue;
+            }
+            match self.delete_if_untouched(&d, epoch)? {
+                Some(rec) => {
+                    report.bytes += rec.size;
+                    report.removed.push(Collected {
+                        digest: d,
+                        size: rec.size,
+                        media_type: rec.media_type,
+                    });
+                }
+                None => report.spared_by_writer += 1,
+            }
+        }
+
+        report.orphan_files = self.sweep_orphan_files(opts.dry_run)?.len();
+        report.stale_ingests = self.sweep_stale_ingests(&live_leases, opts.dry_run)?;
+        if !opts.dry_run {
+            self.db.flush()?;
+        }
+        Ok(report)
+    }
+
+    /// Delete one record (then its file) unless a writer stamped it with `epoch` or later.
+    fn delete_if_untouched(&self, d: &Digest, epoch: u64) -> Result<Option<BlobRecord>> {
+        let _s = self.stripe(d);
+        let key = d.to_key();
+        let removed = self.blobs.transaction(|b| {
+            let Some(v) = b.get(&key)? else {
+                return Ok(None);
+            };
+            let rec: BlobRecord = record::decode("blobs", &v)
+                .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
+            if rec.touched >= epoch {
+                return Ok(None);
+            }
+            b.remove(key.as_slice())?;
+            Ok(Some(rec))
+        });
+        let removed: Option<BlobRecord> = removed.map_err(Error::from)?;
+        if let Some(rec) = &removed {
+            self.forget_edges(d, rec)?;
+            let p = self.blob_path(d);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", &p)(e)),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Remove the edges a deleted manifest owned (its children and its referrer link).
+    pub(crate) fn forget_edges(&self, d: &Digest, rec: &BlobRecord) -> Result<()> {
+        if rec.manifest {
+            let mut batch = sled::Batch::default();
+            for item in self.edges.scan_prefix(d.to_key()) {
+                batch.remove(item?.0);
+            }
+            self.edges.apply_batch(batch)?;
+        }
+        if let Some(s) = rec.subject.as_ref().and_then(|s| s.parse::<Digest>().ok()) {
+            self.referrers.remove(crate::store::edge_key(&s, d))?;
+        }
+        Ok(())
+    }
+
+    /// Files under `blobs/` that no record names. Removed unless `dry_run`.
+    pub(crate) fn sweep_orphan_files(&self, dry_run: bool) -> Result<Vec<std::path::PathBuf>> {
+        let mut out = Vec::new();
+        for alg in ["sha256", "sha512"] {
+            let dir = self.root.join("blobs").join(alg);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let digest = format!("{alg}:{name}").parse::<Digest>().ok();
+                let orphan = |g: &Store| -> Result<bool> {
+                    Ok(match &digest {
+                        Some(d) => g.record(d)?.is_none(),
+                        None => true,
+                    })
+                };
+                // Hold the digest's stripe so a put between rename and commit is not
+                // mistaken for an orphan.
+                let _s = digest.as_ref().map(|d| self.stripe(d));
+                if orphan(self)? {
+                    if !dry_run {
+                        let _ = fs::remove_file(e.path());
+                    }
+                    out.push(e.path());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn sweep_stale_ingests(&self, live: &HashSet<u64>, dry_run: bool) -> Result<usize> {
+        let mut n = 0;
+        for item in self.ingests.iter() {
+            let (k, v) = item?;
+            let r: IngestRecord = record::decode("ingests", &v)?;
+            if !live.contains(&r.lease) && !self.leases.contains_key(r.lease.to_be_bytes())? {
+                n += 1;
+                if !dry_run {
+                    self.ingests.remove(&k)?;
+                    let _ = fs::remove_file(
+                        self.ingest_dir().join(String::from_utf8_lossy(&k).as_ref()),
+                    );
+                }
+            }
+        }
+        Ok(n)
+    }
+}

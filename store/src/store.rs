@@ -356,17 +356,6 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a lease exists and has not expired.
-    pub(crate) fn lease_live(&self, id: u64, t: u64) -> Result<bool> {
-        Ok(match self.leases.get(id.to_be_bytes())? {
-            None => false,
-            Some(v) => {
-                let l: LeaseRecord = record::decode("leases", &v)?;
-                l.expires.is_none_or(|e| e > t)
-            }
-        })
-    }
-
     // ---- blobs --------------------------------------------------------------------------
 
     /// The record of a blob or manifest, if the store has it.
@@ -433,7 +422,8 @@ impl Store {
     /// Stream a blob into the store: hash while writing to `ingest/`, stop past `size`,
     /// verify digest and size, fsync, rename into `blobs/`, fsync the directory, and only
     /// then commit its record (held by `lease`). When the store already has the digest the
-    /// reader is not read at all.
+    /// reader is not read at all. An empty `media_type` means "not known yet": the first
+    /// manifest that links the blob fills it in.
     pub fn put_blob(
         &self,
         lease: &Lease,
@@ -454,7 +444,7 @@ impl Store {
             return Ok(PutOutcome::Present);
         }
         let (tmp, name) = self.ingest_to_temp(lease, digest, size, reader)?;
-        let r = self.commit(lease, digest, size, media_type, &tmp, None);
+        let r = self.commit(lease, digest, size, media_type, Some(&tmp), None);
         self.ingests.remove(name.as_bytes())?;
         let _ = fs::remove_file(&tmp);
         r.map(|_| PutOutcome::Written)
@@ -521,6 +511,11 @@ impl Store {
                     actual,
                 });
             }
+            // Committed blobs are read-only: exports hard-link them, and a stray write
+            // through a link must not silently corrupt the store.
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(0o444))
+                .map_err(Error::io("setting permissions on", &path))?;
             file.sync_all().map_err(Error::io("syncing", &path))?;
             Ok(())
         })();
@@ -542,15 +537,17 @@ impl Store {
         digest: &Digest,
         size: u64,
         media_type: &str,
-        tmp: &Path,
+        tmp: Option<&Path>,
         manifest: Option<(&ManifestView, bool)>,
     ) -> Result<()> {
         let _s = self.stripe(digest);
         let _g = self.gate_shared();
         let epoch = self.epoch()?;
-        let dest = self.blob_path(digest);
-        fs::rename(tmp, &dest).map_err(Error::io("renaming into", &dest))?;
-        fsync_dir(dest.parent().unwrap_or(&self.root))?;
+        if let Some(tmp) = tmp {
+            let dest = self.blob_path(digest);
+            fs::rename(tmp, &dest).map_err(Error::io("renaming into", &dest))?;
+            fsync_dir(dest.parent().unwrap_or(&self.root))?;
+        }
         let key = digest.to_key();
         let mut hold_key = lease.id.to_be_bytes().to_vec();
         hold_key.extend(&key);
@@ -583,7 +580,7 @@ impl Store {
             for c in &children {
                 let d = &c.descriptor.digest;
                 let ck = d.to_key();
-                let present = link_child(blobs, &ck, epoch)?;
+                let present = link_child(blobs, &ck, epoch, Some(&c.descriptor.media_type))?;
                 let required = match present {
                     Some(actual) if actual != c.descriptor.size => {
                         return Err(abort(Error::ChildSize {
@@ -619,6 +616,9 @@ impl Store {
                 let old: BlobRecord = tx_decode("blobs", &old)?;
                 r.created = old.created;
                 r.linked = old.linked;
+                if !r.manifest && !old.media_type.is_empty() {
+                    r.media_type = old.media_type;
+                }
             }
             blobs.insert(key.as_slice(), record::encode(&r))?;
             holds.insert(hold_key.as_slice(), &[record::SCHEMA_VERSION][..])?;
@@ -664,12 +664,32 @@ impl Store {
         for w in &view.warnings {
             tracing::warn!("{digest}: {w}");
         }
-        if self.hold(lease, &digest)?.is_some() {
-            return Ok(StoredManifest {
-                digest,
-                view,
-                outcome: PutOutcome::Present,
-            });
+        match self.hold(lease, &digest)? {
+            Some(rec) if rec.manifest => {
+                return Ok(StoredManifest {
+                    digest,
+                    view,
+                    outcome: PutOutcome::Present,
+                })
+            }
+            // Stored as a plain blob (a layout's blobs arrive before anyone knows which are
+            // manifests): the file is verified already, so only the graph is committed.
+            Some(_) => {
+                self.commit(
+                    lease,
+                    &digest,
+                    bytes.len() as u64,
+                    &view.media_type,
+                    None,
+                    Some((&view, opts.sparse)),
+                )?;
+                return Ok(StoredManifest {
+                    digest,
+                    view,
+                    outcome: PutOutcome::Present,
+                });
+            }
+            None => {}
         }
         let (tmp, name) =
             self.ingest_to_temp(lease, &digest, bytes.len() as u64, &mut &bytes[..])?;
@@ -678,7 +698,7 @@ impl Store {
             &digest,
             bytes.len() as u64,
             &view.media_type,
-            &tmp,
+            Some(&tmp),
             Some((&view, opts.sparse)),
         );
         self.ingests.remove(name.as_bytes())?;
@@ -811,7 +831,7 @@ impl Store {
         for (d, _) in nodes {
             let key = d.to_key();
             self.blobs.transaction(|b| {
-                if link_child(b, &key, epoch)?.is_none() {
+                if link_child(b, &key, epoch, None)?.is_none() {
                     return Err(abort(Error::NotFound(d.clone())));
                 }
                 Ok(())
@@ -929,19 +949,25 @@ impl Store {
     }
 }
 
-/// Mark a child as linked and touched; returns its size when present.
+/// Mark a child as linked and touched; returns its size when present. A blob stored before
+/// anyone knew its media type (empty) takes the one its parent's descriptor gives.
 fn link_child(
     blobs: &TransactionalTree,
     key: &[u8],
     epoch: u64,
+    media_type: Option<&str>,
 ) -> std::result::Result<Option<u64>, ConflictableTransactionError<Error>> {
     let Some(v) = blobs.get(key)? else {
         return Ok(None);
     };
     let mut rec: BlobRecord = tx_decode("blobs", &v)?;
-    if !rec.linked || rec.touched != epoch {
+    let fill = media_type.filter(|_| rec.media_type.is_empty());
+    if !rec.linked || rec.touched != epoch || fill.is_some() {
         rec.linked = true;
         rec.touched = epoch;
+        if let Some(m) = fill {
+            rec.media_type = m.to_string();
+        }
         blobs.insert(key, record::encode(&rec))?;
     }
     Ok(Some(rec.size))

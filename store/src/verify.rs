@@ -1,1 +1,345 @@
-//! verify
+//! Checking the store against itself: records against files, the graph for completeness,
+//! and (with `full`) every byte against its digest and every layer against its DiffID.
+
+use std::fmt;
+use std::fs;
+use std::io::Read;
+
+use crate::diffid::diff_id;
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+use crate::manifest::ManifestKind;
+use crate::media_type::{self as mt, layer_compression};
+use crate::record::BlobRecord;
+use crate::store::Store;
+
+/// What to check.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VerifyOptions {
+    /// Re-hash every blob and recompute DiffIDs.
+    pub full: bool,
+    /// Remove orphan files and drop records whose bytes are gone or wrong.
+    pub repair: bool,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    /// A record whose file is absent.
+    MissingFile {
+        /// The blob.
+        digest: Digest,
+    },
+    /// A file whose size differs from its record.
+    WrongSize {
+        /// The blob.
+        digest: Digest,
+        /// Recorded size.
+        expected: u64,
+        /// File size.
+        actual: u64,
+    },
+    /// A file whose bytes hash to something else.
+    WrongDigest {
+        /// The blob.
+        digest: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// A manifest whose required child is absent.
+    MissingChild {
+        /// The manifest.
+        parent: Digest,
+        /// The child.
+        child: Digest,
+    },
+    /// A manifest file that no longer parses.
+    BadManifest {
+        /// The manifest.
+        digest: Digest,
+        /// Why.
+        reason: String,
+    },
+    /// A layer whose uncompressed content does not match the config's DiffID.
+    WrongDiffId {
+        /// The image manifest.
+        manifest: Digest,
+        /// The layer.
+        layer: Digest,
+        /// From the config.
+        expected: String,
+        /// Computed.
+        actual: Digest,
+    },
+    /// The config lists a different number of DiffIDs than the manifest has layers.
+    DiffIdCount {
+        /// The image manifest.
+        manifest: Digest,
+        /// Layers in the manifest.
+        layers: usize,
+        /// DiffIDs in the config.
+        diff_ids: usize,
+    },
+    /// A tag whose target is not in the store.
+    DanglingTag {
+        /// `repo:tag`.
+        reference: String,
+        /// The target.
+        digest: Digest,
+    },
+    /// A file under blobs/ that no record names.
+    OrphanFile {
+        /// Its path.
+        path: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::MissingFile { digest } => {
+                write!(f, "{digest}: recorded but its file is missing")
+            }
+            Problem::WrongSize {
+                digest,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "{digest}: file has {actual} bytes, record says {expected}"
+            ),
+            Problem::WrongDigest { digest, actual } => {
+                write!(f, "{digest}: file content hashes to {actual}")
+            }
+            Problem::MissingChild { parent, child } => {
+                write!(
+                    f,
+                    "{parent}: required child {child} is missing (image is broken)"
+                )
+            }
+            Problem::BadManifest { digest, reason } => {
+                write!(f, "{digest}: manifest unreadable: {reason}")
+            }
+            Problem::WrongDiffId {
+                manifest,
+                layer,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "{manifest}: layer {layer} uncompresses to {actual}, config's DiffID is {expected}"
+            ),
+            Problem::DiffIdCount {
+                manifest,
+                layers,
+                diff_ids,
+            } => write!(
+                f,
+                "{manifest}: {layers} layers but the config lists {diff_ids} DiffIDs"
+            ),
+            Problem::DanglingTag { reference, digest } => {
+                write!(
+                    f,
+                    "{reference}: points at {digest}, which is not in the store"
+                )
+            }
+            Problem::OrphanFile { path } => write!(f, "{path}: file with no record"),
+        }
+    }
+}
+
+/// The outcome of a verify run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    /// Records checked.
+    pub checked: usize,
+    /// Bytes re-hashed (full only).
+    pub hashed_bytes: u64,
+    /// Problems found (before any repair).
+    pub problems: Vec<Problem>,
+    /// What `repair` did, one line each.
+    pub repaired: Vec<String>,
+}
+
+impl Store {
+    /// Check the store. See [`VerifyOptions`].
+    pub fn verify(&self, opts: VerifyOptions) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let mut bad_records: Vec<(Digest, BlobRecord, bool)> = Vec::new();
+        let records: Vec<(Digest, BlobRecord)> = self.records().collect::<Result<_>>()?;
+        for (d, rec) in &records {
+            report.checked += 1;
+            let path = self.blob_path(d);
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(_) => {
+                    report
+                        .problems
+                        .push(Problem::MissingFile { digest: d.clone() });
+                    bad_records.push((d.clone(), rec.clone(), false));
+                    continue;
+                }
+            };
+            if meta.len() != rec.size {
+                report.problems.push(Problem::WrongSize {
+                    digest: d.clone(),
+                    expected: rec.size,
+                    actual: meta.len(),
+                });
+                bad_records.push((d.clone(), rec.clone(), true));
+                continue;
+            }
+            if opts.full {
+                let actual = hash_file(&path, d)?;
+                report.hashed_bytes += rec.size;
+                if &actual != d {
+                    report.problems.push(Problem::WrongDigest {
+                        digest: d.clone(),
+                        actual,
+                    });
+                    bad_records.push((d.clone(), rec.clone(), true));
+                    continue;
+                }
+            }
+        }
+        let bad: std::collections::HashSet<&Digest> =
+            bad_records.iter().map(|(d, _, _)| d).collect();
+        for (d, rec) in &records {
+            if !rec.manifest || bad.contains(d) {
+                continue;
+            }
+            for e in self.edges(d)? {
+                if e.required && (bad.contains(&e.child) || self.record(&e.child)?.is_none()) {
+                    report.problems.push(Problem::MissingChild {
+                        parent: d.clone(),
+                        child: e.child,
+                    });
+                }
+            }
+            if opts.full {
+                self.check_diff_ids(d, &bad, &mut report)?;
+            }
+        }
+        for t in self.tags()? {
+            if self.record(&t.digest)?.is_none() || bad.contains(&t.digest) {
+                report.problems.push(Problem::DanglingTag {
+                    reference: format!("{}:{}", t.repo, t.tag),
+                    digest: t.digest,
+                });
+            }
+        }
+        for path in self.sweep_orphan_files(true)? {
+            report.problems.push(Problem::OrphanFile {
+                path: path.display().to_string(),
+            });
+        }
+        if opts.repair {
+            for (d, rec, remove_file) in &bad_records {
+                let _s = self.stripe(d);
+                self.blobs.remove(d.to_key())?;
+                self.forget_edges(d, rec)?;
+                if *remove_file {
+                    let _ = fs::remove_file(self.blob_path(d));
+                }
+                report
+                    .repaired
+                    .push(format!("dropped record {d} (its bytes are gone or wrong)"));
+            }
+            for path in self.sweep_orphan_files(false)? {
+                report
+                    .repaired
+                    .push(format!("removed orphan file {}", path.display()));
+            }
+            self.db.flush()?;
+        }
+        Ok(report)
+    }
+
+    fn check_diff_ids(
+        &self,
+        d: &Digest,
+        bad: &std::collections::HashSet<&Digest>,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        let view = match self.manifest(d) {
+            Ok((_, v)) => v,
+            Err(e) => {
+                report.problems.push(Problem::BadManifest {
+                    digest: d.clone(),
+                    reason: e.to_string(),
+                });
+                return Ok(());
+            }
+        };
+        let Some(config) = view.config.as_ref() else {
+            return Ok(());
+        };
+        if view.kind != ManifestKind::Image
+            || !matches!(
+                config.media_type.as_str(),
+                mt::OCI_CONFIG | mt::DOCKER_CONFIG
+            )
+            || bad.contains(&config.digest)
+            || self.record(&config.digest)?.is_none()
+        {
+            return Ok(());
+        }
+        let cfg = self.read_small(
+            &config.digest,
+            crate::manifest::MAX_MANIFEST_SIZE as u64 * 4,
+        )?;
+        let diff_ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(&cfg)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/rootfs/diff_ids")?.as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        if diff_ids.len() != view.layers.len() {
+            report.problems.push(Problem::DiffIdCount {
+                manifest: d.clone(),
+                layers: view.layers.len(),
+                diff_ids: diff_ids.len(),
+            });
+            return Ok(());
+        }
+        for (layer, expected) in view.layers.iter().zip(diff_ids) {
+            let Some(c) = layer_compression(&layer.media_type) else {
+                continue;
+            };
+            if bad.contains(&layer.digest) || self.record(&layer.digest)?.is_none() {
+                continue;
+            }
+            let path = self.blob_path(&layer.digest);
+            let f = fs::File::open(&path).map_err(Error::io("opening", &path))?;
+            let actual = diff_id(f, c).map_err(Error::io("decompressing", &path))?;
+            if actual.to_string() != expected {
+                report.problems.push(Problem::WrongDiffId {
+                    manifest: d.clone(),
+                    layer: layer.digest.clone(),
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hash_file(path: &std::path::Path, d: &Digest) -> Result<Digest> {
+    let mut f = fs::File::open(path).map_err(Error::io("opening", path))?;
+    let mut h = Hasher::new(d.algorithm());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(Error::io("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
+}
