@@ -130,6 +130,10 @@ pub struct Edge {
     pub role: Role,
 }
 
+/// What [`Store::walk`] finds: the nodes present (root first) and the required
+/// (parent, child) edges whose child is absent.
+pub type Graph = (Vec<(Digest, BlobRecord)>, Vec<(Digest, Digest)>);
+
 /// Default store directory: `$SEALIFT_STORE`, else `$XDG_DATA_HOME/sealift`, else
 /// `~/.local/share/sealift`.
 pub fn default_store_path() -> PathBuf {
@@ -757,10 +761,7 @@ impl Store {
 
     /// Every digest reachable from `root` through recorded edges (root first), with the
     /// required children that are absent as (parent, child) pairs.
-    pub fn walk(
-        &self,
-        root: &Digest,
-    ) -> Result<(Vec<(Digest, BlobRecord)>, Vec<(Digest, Digest)>)> {
+    pub fn walk(&self, root: &Digest) -> Result<Graph> {
         let mut seen = std::collections::HashSet::new();
         let mut stack = vec![root.clone()];
         let mut nodes = Vec::new();
