@@ -1,1 +1,6 @@
-//! sealift-sync
+//! sealift-sync: moving images between the places they live.
+//!
+//! For now: OCI image layouts (directories and tarballs) in and out of the store. The
+//! registry transport and the sync worker build on the same pieces.
+
+pub mod layout;

@@ -1,0 +1,587 @@
+//! Importing an OCI image layout (directory or tarball) into the store.
+//!
+//! A tarball is read in one streaming pass: each `blobs/<alg>/<hex>` entry streams straight
+//! into the store (hashed and verified on the way), `index.json` may come anywhere in the
+//! archive. Only when the stream is done are the manifests committed, children first, and
+//! only when every manifest is in are the tags set: nothing is tagged until its whole graph
+//! is present.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use sealift_store::manifest::{Role, MAX_MANIFEST_SIZE};
+use sealift_store::media_type::{self as mt};
+use sealift_store::{
+    Descriptor, Digest, Lease, ManifestOptions, ManifestView, Repo, Store, StoreRef, Tag,
+};
+
+use super::entry::{self, EntryPath};
+use super::error::LayoutError;
+use super::Progress;
+
+/// How to import.
+#[derive(Clone, Default)]
+pub struct ImportOptions {
+    /// Name for an image whose index.json entry has no `org.opencontainers.image.ref.name`,
+    /// or whose ref name is a bare tag (then only its repository is used).
+    pub tag: Option<StoreRef>,
+    /// Called with bytes read so far and the total (0 when unknown).
+    pub progress: Option<Progress>,
+}
+
+/// One image named by the layout's index.json.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImportedImage {
+    /// The tag it got (`repo:tag`), if any.
+    pub reference: Option<String>,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ImportReport {
+    /// Images from index.json.
+    pub images: Vec<ImportedImage>,
+    /// Blobs and manifests that were new to the store.
+    pub blobs_written: usize,
+    /// Blobs the store already had.
+    pub blobs_present: usize,
+    /// Bytes written to the store.
+    pub bytes_written: u64,
+    /// Non-fatal remarks.
+    pub warnings: Vec<String>,
+    /// Digests already counted, so a blob met twice counts once.
+    #[serde(skip)]
+    counted: HashSet<Digest>,
+}
+
+/// Import a layout directory or tarball (`.tar`, gzip or zstd compressed: detected from the
+/// bytes, not the name).
+pub fn import_path(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportReport, LayoutError> {
+    let meta = fs::metadata(path).map_err(LayoutError::io("reading", path))?;
+    let lease = store.lease(&format!("import {}", path.display()), None)?;
+    let default_repo = default_repo(path);
+    if meta.is_dir() {
+        import_dir(store, &lease, path, opts, default_repo)
+    } else {
+        let file = File::open(path).map_err(LayoutError::io("opening", path))?;
+        let total = meta.len();
+        let reader = Counting {
+            inner: file,
+            done: 0,
+            total,
+            progress: opts.progress.clone(),
+        };
+        import_tar(
+            store,
+            &lease,
+            reader,
+            &path.display().to_string(),
+            opts,
+            default_repo,
+        )
+    }
+}
+
+/// A repository name for bare-tag ref names: the layout's file or folder name.
+fn default_repo(path: &Path) -> Option<Repo> {
+    let name = path.file_name()?.to_string_lossy().to_lowercase();
+    let stem = name
+        .trim_end_matches(".zst")
+        .trim_end_matches(".gz")
+        .trim_end_matches(".tgz")
+        .trim_end_matches(".tar");
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .parse()
+        .ok()
+}
+
+struct Counting<R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    progress: Option<Progress>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if let Some(p) = &self.progress {
+            p(self.done, self.total);
+        }
+        Ok(n)
+    }
+}
+
+/// Import a tar stream (plain, gzip or zstd). `name` is used in messages.
+pub fn import_reader(
+    store: &Store,
+    reader: impl Read,
+    name: &str,
+    opts: &ImportOptions,
+) -> Result<ImportReport, LayoutError> {
+    let lease = store.lease(&format!("import {name}"), None)?;
+    import_tar(store, &lease, reader, name, opts, None)
+}
+
+fn decompressed<'a>(reader: impl Read + 'a, name: &str) -> Result<Box<dyn Read + 'a>, LayoutError> {
+    let mut buf = BufReader::with_capacity(1 << 20, reader);
+    let head = buf.fill_buf().map_err(|source| LayoutError::Tar {
+        path: name.to_string(),
+        source,
+    })?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buf))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(buf).map_err(|source| LayoutError::Tar {
+                path: name.to_string(),
+                source,
+            })?,
+        )
+    } else {
+        Box::new(buf)
+    })
+}
+
+fn import_tar(
+    store: &Store,
+    lease: &Lease,
+    reader: impl Read,
+    name: &str,
+    opts: &ImportOptions,
+    default_repo: Option<Repo>,
+) -> Result<ImportReport, LayoutError> {
+    let tar_err = |source| LayoutError::Tar {
+        path: name.to_string(),
+        source,
+    };
+    let mut archive = tar::Archive::new(decompressed(reader, name)?);
+    let mut report = ImportReport::default();
+    let mut index: Option<Vec<u8>> = None;
+    let mut layout_prefix: Option<String> = None;
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut e = entry.map_err(tar_err)?;
+        let raw = e.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let kind = entry::classify(&raw).map_err(|r| LayoutError::UnsafeEntry {
+            entry: shown.clone(),
+            reason: r.to_string(),
+        })?;
+        let et = e.header().entry_type();
+        if et.is_symlink() || et.is_hard_link() {
+            return Err(LayoutError::UnsafeEntry {
+                entry: shown,
+                reason: "symlinks and hard links are refused".into(),
+            });
+        }
+        if et.is_dir()
+            || et.is_pax_global_extensions()
+            || et.is_pax_local_extensions()
+            || et.is_gnu_longname()
+        {
+            continue;
+        }
+        if !(et.is_file() || et.is_contiguous()) {
+            return Err(LayoutError::UnsafeEntry {
+                entry: shown,
+                reason: format!("entry type {:?} is not a regular file", et),
+            });
+        }
+        let size = e.header().size().map_err(tar_err)?;
+        match kind {
+            EntryPath::Ignored => continue,
+            EntryPath::IndexJson | EntryPath::OciLayout => {
+                let p = entry::prefix(&raw);
+                match &layout_prefix {
+                    Some(q) if q != &p => return Err(LayoutError::TwoLayouts(q.clone(), p)),
+                    _ => layout_prefix = Some(p),
+                }
+                let bytes = read_bounded(&mut e, size, &shown).map_err(tar_err)?;
+                if kind == EntryPath::OciLayout {
+                    check_layout_version(&bytes, &shown)?;
+                } else {
+                    // A later duplicate wins, as tar extraction would have it.
+                    index = Some(bytes);
+                }
+            }
+            EntryPath::Blob(d) => {
+                let outcome = store
+                    .put_blob(lease, &d, size, "", &mut e)
+                    .map_err(|source| LayoutError::Blob {
+                        entry: shown.clone(),
+                        source,
+                    })?;
+                count(&mut report, &d, outcome, size);
+            }
+        }
+    }
+    let index = index.ok_or_else(|| LayoutError::MissingIndex(name.to_string()))?;
+    let mut source =
+        |d: &Digest, _size: u64, _mt: &str| -> Result<Option<Box<dyn Read>>, LayoutError> {
+            // Every blob in the tar is already in the store; nothing more can arrive.
+            let _ = d;
+            Ok(None)
+        };
+    finish(
+        store,
+        lease,
+        &index,
+        name,
+        opts,
+        default_repo,
+        &mut report,
+        &mut source,
+    )?;
+    Ok(report)
+}
+
+fn count(report: &mut ImportReport, d: &Digest, outcome: sealift_store::PutOutcome, size: u64) {
+    if !report.counted.insert(d.clone()) {
+        return;
+    }
+    match outcome {
+        sealift_store::PutOutcome::Written => {
+            report.blobs_written += 1;
+            report.bytes_written += size;
+        }
+        sealift_store::PutOutcome::Present => report.blobs_present += 1,
+    }
+}
+
+fn read_bounded(r: &mut impl Read, size: u64, what: &str) -> io::Result<Vec<u8>> {
+    if size > MAX_MANIFEST_SIZE as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what} is {size} bytes, over the 4 MiB limit"),
+        ));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    r.take(MAX_MANIFEST_SIZE as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn check_layout_version(bytes: &[u8], path: &str) -> Result<(), LayoutError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| LayoutError::BadLayoutFile {
+            path: path.to_string(),
+            reason: format!("not JSON: {e}"),
+        })?;
+    match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some(s) if s.starts_with("1.") => Ok(()),
+        other => Err(LayoutError::BadLayoutFile {
+            path: path.to_string(),
+            reason: format!("unsupported imageLayoutVersion {other:?} (expected 1.x)"),
+        }),
+    }
+}
+
+type BlobSource<'a> =
+    dyn FnMut(&Digest, u64, &str) -> Result<Option<Box<dyn Read>>, LayoutError> + 'a;
+
+fn import_dir(
+    store: &Store,
+    lease: &Lease,
+    dir: &Path,
+    opts: &ImportOptions,
+    default_repo: Option<Repo>,
+) -> Result<ImportReport, LayoutError> {
+    let name = dir.display().to_string();
+    let layout = dir.join("oci-layout");
+    let mut report = ImportReport::default();
+    match fs::read(&layout) {
+        Ok(b) => check_layout_version(&b, &layout.display().to_string())?,
+        Err(_) => report.warnings.push(format!(
+            "{name} has no oci-layout file; reading it as a layout anyway"
+        )),
+    }
+    let index_path = dir.join("index.json");
+    let index = match fs::symlink_metadata(&index_path) {
+        Ok(m) if m.is_file() => {
+            fs::read(&index_path).map_err(LayoutError::io("reading", &index_path))?
+        }
+        Ok(_) => {
+            return Err(LayoutError::UnsafeEntry {
+                entry: index_path.display().to_string(),
+                reason: "not a regular file".into(),
+            })
+        }
+        Err(_) => return Err(LayoutError::MissingIndex(name)),
+    };
+    let total = 0;
+    let progress = opts.progress.clone();
+    let mut done = 0u64;
+    let mut source =
+        |d: &Digest, _size: u64, _mt: &str| -> Result<Option<Box<dyn Read>>, LayoutError> {
+            let p = dir.join("blobs").join(d.algorithm().as_str()).join(d.hex());
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => Err(LayoutError::UnsafeEntry {
+                    entry: p.display().to_string(),
+                    reason: "symlinks are refused".into(),
+                }),
+                Ok(m) if m.is_file() => {
+                    done += m.len();
+                    if let Some(pr) = &progress {
+                        pr(done, total);
+                    }
+                    Ok(Some(Box::new(
+                        File::open(&p).map_err(LayoutError::io("opening", &p))?,
+                    )))
+                }
+                _ => Ok(None),
+            }
+        };
+    finish(
+        store,
+        lease,
+        &index,
+        &name,
+        opts,
+        default_repo,
+        &mut report,
+        &mut source,
+    )?;
+    Ok(report)
+}
+
+/// Commit the graph named by index.json, children first, then set tags.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    store: &Store,
+    lease: &Lease,
+    index: &[u8],
+    name: &str,
+    opts: &ImportOptions,
+    default_repo: Option<Repo>,
+    report: &mut ImportReport,
+    source: &mut BlobSource<'_>,
+) -> Result<(), LayoutError> {
+    let index_name = format!("{name}/index.json");
+    let view = ManifestView::parse(index, Some(mt::OCI_INDEX)).map_err(|e| {
+        LayoutError::BadLayoutFile {
+            path: index_name.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let mut done = HashSet::new();
+    let mut imported = Vec::new();
+    for desc in &view.manifests {
+        if !mt::is_manifest(&desc.media_type) {
+            report.warnings.push(format!(
+                "{index_name}: entry {} has media type {}, not an image; stored but not tagged",
+                desc.digest, desc.media_type
+            ));
+            put_blob(store, lease, desc, &index_name, source, report, true)?;
+            continue;
+        }
+        put_node(store, lease, desc, &index_name, source, report, &mut done)?;
+        imported.push(desc);
+    }
+
+    // Name every image before tagging any, so a naming error leaves no tag behind.
+    let untagged = imported.iter().filter(|d| d.ref_name().is_none()).count();
+    let mut plan: Vec<(&Descriptor, Option<(Repo, Tag)>)> = Vec::new();
+    for desc in imported {
+        let target = match desc.ref_name() {
+            Some(n) => Some(name_from_ref(n, opts, default_repo.as_ref(), &index_name)?),
+            None => match &opts.tag {
+                Some(t) if untagged == 1 => Some((
+                    t.repo.clone(),
+                    t.tag
+                        .clone()
+                        .ok_or_else(|| LayoutError::Naming(format!("--tag {t} needs a tag")))?,
+                )),
+                Some(t) => return Err(LayoutError::Naming(format!(
+                    "--tag {t} is ambiguous: {index_name} has {untagged} images without a ref name"
+                ))),
+                // Referrers (and other unnamed entries) are kept by their subject or by a pin.
+                None => None,
+            },
+        };
+        plan.push((desc, target));
+    }
+    for (desc, target) in plan {
+        let reference = match target {
+            Some((repo, tag)) => {
+                store.set_tag(&repo, &tag, &desc.digest)?;
+                Some(format!("{repo}:{tag}"))
+            }
+            None => {
+                let is_referrer = store
+                    .record(&desc.digest)?
+                    .is_some_and(|r| r.subject.is_some());
+                if !is_referrer {
+                    store.pin(&desc.digest)?;
+                    report.warnings.push(format!(
+                        "{}: no ref name in {index_name}; pinned by digest (pass --tag REPO:TAG to name it)",
+                        desc.digest
+                    ));
+                }
+                None
+            }
+        };
+        report.images.push(ImportedImage {
+            reference,
+            digest: desc.digest.clone(),
+            media_type: desc.media_type.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Turn a ref name into repo and tag: `repo:tag` as is, a bare `tag` under `--tag`'s
+/// repository or the layout's file name.
+fn name_from_ref(
+    n: &str,
+    opts: &ImportOptions,
+    default_repo: Option<&Repo>,
+    index_name: &str,
+) -> Result<(Repo, Tag), LayoutError> {
+    let last = n.rsplit('/').next().unwrap_or(n);
+    if last.contains(':') && !n.contains('@') {
+        let r: StoreRef = n.parse().map_err(|e| {
+            LayoutError::Naming(format!(
+                "{index_name}: ref name {n:?} is not a valid repo:tag: {e}"
+            ))
+        })?;
+        if let Some(tag) = r.tag {
+            return Ok((r.repo, tag));
+        }
+    }
+    let tag: Tag = n.parse().map_err(|e| {
+        LayoutError::Naming(format!(
+            "{index_name}: ref name {n:?} is neither repo:tag nor a tag: {e}"
+        ))
+    })?;
+    let repo = opts
+        .tag
+        .as_ref()
+        .map(|t| t.repo.clone())
+        .or_else(|| default_repo.cloned())
+        .ok_or_else(|| {
+            LayoutError::Naming(format!(
+                "{index_name}: ref name {n:?} is a bare tag; pass --tag REPO:TAG to choose the repository"
+            ))
+        })?;
+    Ok((repo, tag))
+}
+
+fn put_blob(
+    store: &Store,
+    lease: &Lease,
+    desc: &Descriptor,
+    needed_by: &str,
+    source: &mut BlobSource<'_>,
+    report: &mut ImportReport,
+    required: bool,
+) -> Result<bool, LayoutError> {
+    if store.hold(lease, &desc.digest)?.is_some() {
+        count(
+            report,
+            &desc.digest,
+            sealift_store::PutOutcome::Present,
+            desc.size,
+        );
+        return Ok(true);
+    }
+    match source(&desc.digest, desc.size, &desc.media_type)? {
+        Some(mut r) => {
+            let outcome = store
+                .put_blob(lease, &desc.digest, desc.size, &desc.media_type, &mut r)
+                .map_err(|e| LayoutError::Blob {
+                    entry: format!(
+                        "blobs/{}/{}",
+                        desc.digest.algorithm().as_str(),
+                        desc.digest.hex()
+                    ),
+                    source: e,
+                })?;
+            count(report, &desc.digest, outcome, desc.size);
+            Ok(true)
+        }
+        None if !required => Ok(false),
+        None => Err(LayoutError::MissingBlob {
+            digest: desc.digest.clone(),
+            media_type: desc.media_type.clone(),
+            needed_by: needed_by.to_string(),
+        }),
+    }
+}
+
+fn put_node(
+    store: &Store,
+    lease: &Lease,
+    desc: &Descriptor,
+    needed_by: &str,
+    source: &mut BlobSource<'_>,
+    report: &mut ImportReport,
+    done: &mut HashSet<Digest>,
+) -> Result<(), LayoutError> {
+    if !done.insert(desc.digest.clone()) {
+        return Ok(());
+    }
+    if desc.size > MAX_MANIFEST_SIZE as u64 {
+        return Err(LayoutError::Store(sealift_store::Error::Manifest {
+            digest: desc.digest.clone(),
+            source: sealift_store::manifest::ManifestError::TooLarge(desc.size as usize),
+        }));
+    }
+    put_blob(store, lease, desc, needed_by, source, report, true)?;
+    let bytes = store.read_small(&desc.digest, MAX_MANIFEST_SIZE as u64)?;
+    let view = ManifestView::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
+        sealift_store::Error::Manifest {
+            digest: desc.digest.clone(),
+            source,
+        }
+    })?;
+    let me = desc.digest.to_string();
+    for child in view.children() {
+        if child.role == Role::Manifest {
+            put_node(store, lease, child.descriptor, &me, source, report, done)?;
+        } else {
+            put_blob(
+                store,
+                lease,
+                child.descriptor,
+                &me,
+                source,
+                report,
+                child.required,
+            )?;
+        }
+    }
+    for w in &view.warnings {
+        report.warnings.push(format!("{me}: {w}"));
+    }
+    store.put_manifest(
+        lease,
+        &bytes,
+        ManifestOptions {
+            expected: Some(&desc.digest),
+            media_type: Some(&desc.media_type),
+            sparse: false,
+        },
+    )?;
+    Ok(())
+}
