@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what sealift's tests use from Debian's packages, once: skopeo and umoci
+# (interop checks). The Rust toolchain is expected on the machine (rustup).
+set -euo pipefail
+missing=()
+for tool in skopeo umoci; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing ${missing[*]} (apt-get)" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }

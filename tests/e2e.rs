@@ -1,0 +1,11 @@
+//! End-to-end tests: the `sealift` binary on real layouts, checked with real tools.
+
+mod e2e {
+    pub mod util;
+
+    mod concurrent;
+    mod crash;
+    mod hostile;
+    mod interop;
+    mod roundtrip;
+}
