@@ -59,6 +59,15 @@ pub struct LeaseGuard<'a> {
     lease: Lease,
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.meta.remove(b"open");
+        if let Err(e) = self.db.flush() {
+            tracing::warn!("flushing store metadata on close: {e}");
+        }
+    }
+}
+
 impl std::ops::Deref for LeaseGuard<'_> {
     type Target = Lease;
     fn deref(&self) -> &Lease {
@@ -250,6 +259,16 @@ impl Store {
         Ok(store)
     }
 
+    /// A store closed cleanly removes its `open` marker; finding one on open means the last
+    /// process was killed, possibly between renaming a blob into place and committing its
+    /// record, so the orphan sweep runs once.
+    fn crashed_before(&self) -> Result<bool> {
+        let crashed = self.meta.get(b"open")?.is_some();
+        self.meta.insert(b"open", &self.session.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(crashed)
+    }
+
     /// The store directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -300,6 +319,15 @@ impl Store {
             if dead {
                 let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
                 self.release(Lease { id })?;
+            }
+        }
+        if self.crashed_before()? {
+            let orphans = self.sweep_orphan_files(false)?;
+            if !orphans.is_empty() {
+                tracing::info!(
+                    "removed {} blob files a crashed process left uncommitted",
+                    orphans.len()
+                );
             }
         }
         // Partial files whose lease is gone are garbage.
