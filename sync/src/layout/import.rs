@@ -412,9 +412,11 @@ fn finish(
                         .clone()
                         .ok_or_else(|| LayoutError::Naming(format!("--tag {t} needs a tag")))?,
                 )),
-                Some(t) => return Err(LayoutError::Naming(format!(
+                Some(t) => {
+                    return Err(LayoutError::Naming(format!(
                     "--tag {t} is ambiguous: {index_name} has {untagged} images without a ref name"
-                ))),
+                )))
+                }
                 // Referrers (and other unnamed entries) are kept by their subject or by a pin.
                 None => None,
             },
