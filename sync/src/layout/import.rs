@@ -185,10 +185,6 @@ fn import_tar(
         let mut e = entry.map_err(tar_err)?;
         let raw = e.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
-        let kind = entry::classify(&raw).map_err(|r| LayoutError::UnsafeEntry {
-            entry: shown.clone(),
-            reason: r.to_string(),
-        })?;
         let et = e.header().entry_type();
         if et.is_symlink() || et.is_hard_link() {
             return Err(LayoutError::UnsafeEntry {
@@ -196,6 +192,10 @@ fn import_tar(
                 reason: "symlinks and hard links are refused".into(),
             });
         }
+        let kind = entry::classify(&raw).map_err(|r| LayoutError::UnsafeEntry {
+            entry: shown.clone(),
+            reason: r.to_string(),
+        })?;
         if et.is_dir()
             || et.is_pax_global_extensions()
             || et.is_pax_local_extensions()
@@ -400,11 +400,25 @@ fn finish(
     }
 
     // Name every image before tagging any, so a naming error leaves no tag behind.
-    let untagged = imported.iter().filter(|d| d.ref_name().is_none()).count();
+    // Referrers (manifests with a subject) live through their subject and never take --tag.
+    let mut referrers = HashSet::new();
+    for d in &imported {
+        if store
+            .record(&d.digest)?
+            .is_some_and(|r| r.subject.is_some())
+        {
+            referrers.insert(d.digest.clone());
+        }
+    }
+    let untagged = imported
+        .iter()
+        .filter(|d| d.ref_name().is_none() && !referrers.contains(&d.digest))
+        .count();
     let mut plan: Vec<(&Descriptor, Option<(Repo, Tag)>)> = Vec::new();
     for desc in imported {
         let target = match desc.ref_name() {
             Some(n) => Some(name_from_ref(n, opts, default_repo.as_ref(), &index_name)?),
+            None if referrers.contains(&desc.digest) => None,
             None => match &opts.tag {
                 Some(t) if untagged == 1 => Some((
                     t.repo.clone(),
@@ -430,10 +444,7 @@ fn finish(
                 Some(format!("{repo}:{tag}"))
             }
             None => {
-                let is_referrer = store
-                    .record(&desc.digest)?
-                    .is_some_and(|r| r.subject.is_some());
-                if !is_referrer {
+                if !referrers.contains(&desc.digest) {
                     store.pin(&desc.digest)?;
                     report.warnings.push(format!(
                         "{}: no ref name in {index_name}; pinned by digest (pass --tag REPO:TAG to name it)",
@@ -498,6 +509,9 @@ fn put_blob(
     report: &mut ImportReport,
     required: bool,
 ) -> Result<bool, LayoutError> {
+    // Ask the source first even when the store has the blob: a directory layout's symlinks
+    // are refused whether or not their bytes would be needed.
+    let reader = source(&desc.digest, desc.size, &desc.media_type)?;
     if store.hold(lease, &desc.digest)?.is_some() {
         count(
             report,
@@ -507,7 +521,7 @@ fn put_blob(
         );
         return Ok(true);
     }
-    match source(&desc.digest, desc.size, &desc.media_type)? {
+    match reader {
         Some(mut r) => {
             let outcome = store
                 .put_blob(lease, &desc.digest, desc.size, &desc.media_type, &mut r)
