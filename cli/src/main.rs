@@ -1,1 +1,55 @@
-fn main() {}
+//! `sealift`: the command-line front over the store and sync libraries.
+//!
+//! `main` only sets up logging, runs the command and maps the outcome to an exit code:
+//! 0 success, 1 failure (or problems found), 2 usage error (from clap). A closed stdout
+//! (`sealift images | head -1`) is success, not an error.
+
+mod cli;
+mod cmd;
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = cli::Cli::parse();
+    match cmd::run(cli) {
+        Ok(cmd::Status::Success) => ExitCode::SUCCESS,
+        Ok(cmd::Status::Problems) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `SEALIFT_LOG` (e.g. `debug`, `sealift_store=trace`);
+/// warnings and errors only by default.
+fn init_tracing() {
+    let (filter, bad) = match EnvFilter::try_from_env("SEALIFT_LOG") {
+        Ok(f) => (f, None),
+        Err(e) => {
+            let bad = std::env::var("SEALIFT_LOG").ok().map(|v| (v, e));
+            (EnvFilter::new("warn"), bad)
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some((value, e)) = bad.filter(|(v, _)| !v.is_empty()) {
+        tracing::warn!("ignoring SEALIFT_LOG={value:?}: {e}");
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

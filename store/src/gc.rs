@@ -79,6 +79,16 @@ impl Store {
             dry_run: opts.dry_run,
             ..Default::default()
         };
+        // Bump the epoch before reading any root, leases included: a lease created after
+        // the scan below then only holds or links things stamped with the new epoch, which
+        // the delete re-check spares. (Bumping after the scan left a gap where a new
+        // lease's holds were ignored and its stamps carried the old epoch.)
+        let epoch = {
+            let _x = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            let e = self.epoch()? + 1;
+            self.meta.insert(b"epoch", &e.to_be_bytes())?;
+            e
+        };
         // Expired timed leases stop holding now.
         let mut live_leases = HashSet::new();
         for item in self.leases.iter() {
@@ -93,13 +103,6 @@ impl Store {
                 live_leases.insert(id);
             }
         }
-
-        let epoch = {
-            let _x = self.gate.write().unwrap_or_else(|p| p.into_inner());
-            let e = self.epoch()? + 1;
-            self.meta.insert(b"epoch", &e.to_be_bytes())?;
-            e
-        };
 
         let mut marked: HashSet<Digest> = HashSet::new();
         let mut stack: Vec<Digest> = Vec::new();

@@ -33,6 +33,8 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Docker gzip layer.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Docker uncompressed layer (rare, but valid).
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// Docker foreign (non-distributable) layer.
 pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 /// Docker schema1 signed manifest: recognised only to refuse it by name.
@@ -89,7 +91,7 @@ pub fn is_manifest(media_type: &str) -> bool {
 /// The compression of a layer media type, or `None` when it is not a known layer type.
 pub fn layer_compression(media_type: &str) -> Option<Compression> {
     Some(match media_type {
-        OCI_LAYER_TAR | OCI_LAYER_ND_TAR => Compression::None,
+        OCI_LAYER_TAR | OCI_LAYER_ND_TAR | DOCKER_LAYER_TAR => Compression::None,
         OCI_LAYER_GZIP | OCI_LAYER_ND_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN => {
             Compression::Gzip
         }

