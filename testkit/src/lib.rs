@@ -1,0 +1,1 @@
+//! Test harness: real registries on loopback, a token server and a fault-injecting proxy.
