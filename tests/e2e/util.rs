@@ -9,11 +9,25 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Path of the sealift binary, built once per test run (cargo builds it for `cargo test
-/// --workspace` anyway; this covers `cargo test -p sealift-e2e`).
+/// Path of the sealift binary. `cargo test --workspace` has just built it; when it is
+/// missing or older than the sources (`cargo test -p sealift-e2e`), build it once. (Always
+/// running `cargo build -p sealift` would rebuild dependencies with different features.)
 pub fn sealift_bin() -> PathBuf {
     static BUILD: Once = Once::new();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let bin = target.join("debug").join("sealift");
     BUILD.call_once(|| {
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let fresh = built.is_some_and(|b| {
+            ["cli/src", "store/src", "sync/src", "Cargo.lock"]
+                .iter()
+                .all(|p| newest(&root().join(p)).is_none_or(|n| n <= b))
+        });
+        if fresh {
+            return;
+        }
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "sealift", "--bin", "sealift"])
             .current_dir(root())
@@ -21,10 +35,19 @@ pub fn sealift_bin() -> PathBuf {
             .expect("running cargo build -p sealift");
         assert!(status.success(), "cargo build -p sealift failed");
     });
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    target.join("debug").join("sealift")
+    bin
+}
+
+fn newest(p: &Path) -> Option<std::time::SystemTime> {
+    let m = std::fs::metadata(p).ok()?;
+    if m.is_file() {
+        return m.modified().ok();
+    }
+    std::fs::read_dir(p)
+        .ok()?
+        .flatten()
+        .filter_map(|e| newest(&e.path()))
+        .max()
 }
 
 /// A temporary store directory and a way to run sealift on it.
