@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what sealift's tests use from Debian's packages, once: skopeo and umoci
-# (interop checks). The Rust toolchain is expected on the machine (rustup).
+# Installs what sealift's tests use from Debian's packages, once: skopeo and umoci (interop
+# checks), docker-registry (the real distribution registry the registry tests start on
+# loopback) and openssl (the test token server signs its JWTs with it). The Rust toolchain
+# is expected on the machine (rustup).
 set -euo pipefail
 missing=()
-for tool in skopeo umoci; do
+for tool in skopeo umoci docker-registry openssl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
