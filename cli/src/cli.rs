@@ -52,6 +52,84 @@ pub enum Command {
     Import(ImportArgs),
     /// Export images as an OCI image layout (directory, or tarball by the name's extension)
     Export(ExportArgs),
+    /// Copy an image between registries (docker://), layouts (oci:, oci-archive:) and the store (store:)
+    Copy(CopyArgs),
+    /// Copy an image from a registry into the store (as host/repo:tag)
+    Pull(PullArgs),
+    /// Copy an image from the store to a registry or layout
+    Push(PushArgs),
+}
+
+/// Flags shared by `copy`, `pull` and `push`.
+#[derive(Debug, Args)]
+pub struct CopyFlags {
+    /// Copy only this platform of an index (os/arch[/variant]); repeatable. The original
+    /// index is kept (sparse) unless --rewrite-index
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Vec<Platform>,
+    /// With --platform: write a new index holding only the chosen platforms (new digest)
+    #[arg(long, requires = "platform")]
+    pub rewrite_index: bool,
+    /// Also copy referrers (SBOMs, signatures, attestations)
+    #[arg(long)]
+    pub referrers: bool,
+    /// Also push non-distributable (foreign) layers
+    #[arg(long)]
+    pub include_nondistributable: bool,
+    /// Print what would be transferred, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Credentials for both sides (USER:PASSWORD)
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// Credentials for the source registry
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials for the destination registry
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+    /// Verify TLS certificates (--tls-verify=false to skip)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// CA bundle (PEM) to trust for registries
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `sealift copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source: docker://HOST/REPO:TAG (or HOST/REPO:TAG), oci:DIR[:REF], oci-archive:FILE[:REF], store:REPO:TAG
+    #[arg(value_name = "SRC")]
+    pub source: sealift_sync::location::Location,
+    /// Destination, in the same forms
+    #[arg(value_name = "DST")]
+    pub destination: sealift_sync::location::Location,
+    #[command(flatten)]
+    pub flags: CopyFlags,
+}
+
+/// `sealift pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Registry image: HOST/REPO:TAG or HOST/REPO@sha256:…
+    #[arg(value_name = "REF")]
+    pub reference: sealift_sync::location::Location,
+    #[command(flatten)]
+    pub flags: CopyFlags,
+}
+
+/// `sealift push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Image in the store: repo:tag or repo@sha256:…
+    #[arg(value_name = "STORE-REF")]
+    pub source: StoreRef,
+    /// Destination: docker://HOST/REPO:TAG, oci:DIR[:REF], oci-archive:FILE[:REF]
+    #[arg(value_name = "DST")]
+    pub destination: sealift_sync::location::Location,
+    #[command(flatten)]
+    pub flags: CopyFlags,
 }
 
 /// `sealift inspect`.

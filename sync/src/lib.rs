@@ -3,4 +3,8 @@
 //! For now: OCI image layouts (directories and tarballs) in and out of the store. The
 //! registry transport and the sync worker build on the same pieces.
 
+pub mod copy;
 pub mod layout;
+pub mod location;
+pub mod registry;
+pub mod transport;

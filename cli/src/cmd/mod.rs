@@ -1,6 +1,7 @@
 //! One module per command group; [`run`] dispatches to them.
 
 mod config;
+mod copy;
 mod du;
 mod gc;
 mod images;
@@ -70,6 +71,9 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Du => du::run(&ctx, &mut out),
         Command::Import(a) => layout::import(&ctx, &a, &mut out),
         Command::Export(a) => layout::export(&ctx, &a, &mut out),
+        Command::Copy(a) => copy::copy_cmd(&ctx, &a, &mut out),
+        Command::Pull(a) => copy::pull(&ctx, &a, &mut out),
+        Command::Push(a) => copy::push(&ctx, &a, &mut out),
     };
     // Print what was written even when the command then failed (rm of several refs).
     let flushed = out.flush().context("writing to stdout");

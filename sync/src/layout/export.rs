@@ -140,7 +140,7 @@ fn plan(store: &Store, refs: &[StoreRef], opts: &ExportOptions) -> Result<Plan, 
     })
 }
 
-fn index_json(entries: &[serde_json::Value]) -> Vec<u8> {
+pub(crate) fn index_json(entries: &[serde_json::Value]) -> Vec<u8> {
     let v = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": mt::OCI_INDEX,
@@ -152,7 +152,7 @@ fn index_json(entries: &[serde_json::Value]) -> Vec<u8> {
     out
 }
 
-const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
+pub(crate) const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 
 /// Export `refs` to `path` (directory or tarball by its name). Each index.json entry carries
 /// `org.opencontainers.image.ref.name` = the ref as given (`repo:tag`).
@@ -216,6 +216,12 @@ fn export_dir(
             p(done, total);
         }
     }
+    merge_index(dir, &plan.entries)
+}
+
+/// Write `new` into `dir`'s index.json, replacing entries with the same ref name (or, for
+/// unnamed entries, the same digest), and write oci-layout. Both atomically.
+pub(crate) fn merge_index(dir: &Path, new: &[serde_json::Value]) -> Result<(), LayoutError> {
     // Merge with an existing layout: entries with the same ref name are replaced.
     let index_path = dir.join("index.json");
     let mut entries: Vec<serde_json::Value> = match fs::read(&index_path) {
@@ -235,9 +241,8 @@ fn export_dir(
     };
     let digest_of =
         |e: &serde_json::Value| e.get("digest").and_then(|v| v.as_str()).map(str::to_string);
-    let new_names: HashSet<String> = plan.entries.iter().filter_map(name_of).collect();
-    let new_unnamed: HashSet<String> = plan
-        .entries
+    let new_names: HashSet<String> = new.iter().filter_map(name_of).collect();
+    let new_unnamed: HashSet<String> = new
         .iter()
         .filter(|e| name_of(e).is_none())
         .filter_map(digest_of)
@@ -246,7 +251,7 @@ fn export_dir(
         Some(n) => !new_names.contains(&n),
         None => digest_of(e).is_none_or(|d| !new_unnamed.contains(&d)),
     });
-    entries.extend(plan.entries.iter().cloned());
+    entries.extend(new.iter().cloned());
     write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
     write_atomic(&index_path, &index_json(&entries))?;
     Ok(())
@@ -262,13 +267,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     Ok(())
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     let mut n = path.as_os_str().to_owned();
     n.push(".partial");
     PathBuf::from(n)
 }
 
-fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
+pub(crate) fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_size(size);
     h.set_mode(mode);

@@ -1,0 +1,495 @@
+//! The copy engine: walk the manifest graph from a source's root to a sink.
+//!
+//! Order is what keeps a destination consistent: blobs first (in parallel, skipping what the
+//! destination has, mounting across repositories of one registry), then child manifests,
+//! then the root, then the tag. A copy that fails or is killed never leaves the tag pointing
+//! at something incomplete.
+
+use std::collections::HashSet;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use sealift_store::manifest::{ManifestKind, Role};
+use sealift_store::media_type as mt;
+use sealift_store::{Descriptor, Digest, ManifestView, Platform};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::layout::Progress;
+use crate::transport::{BlobStream, Root, Sink, Source, TransportError};
+
+/// How to copy.
+#[derive(Clone, Default)]
+pub struct CopyOptions {
+    /// Keep only these platforms of an index (empty: all). Attestations follow the
+    /// platform they describe.
+    pub platforms: Vec<Platform>,
+    /// With `platforms`: write a new index holding only the chosen entries (new digest)
+    /// instead of the original index bytes over a sparse set of children.
+    pub rewrite_index: bool,
+    /// Also copy referrers (SBOMs, signatures, attestations) of everything copied.
+    pub referrers: bool,
+    /// Push non-distributable (foreign) layers too.
+    pub include_nondistributable: bool,
+    /// Only say what would be transferred.
+    pub dry_run: bool,
+    /// Called with bytes moved so far and the total to move.
+    pub progress: Option<Progress>,
+}
+
+/// What a copy did (or would do).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CopyReport {
+    /// Where from.
+    pub source: String,
+    /// Where to.
+    pub destination: String,
+    /// Digest of the source root.
+    pub source_digest: Option<Digest>,
+    /// Digest written at the destination (differs only with `rewrite_index`).
+    pub destination_digest: Option<Digest>,
+    /// Root media type.
+    pub media_type: String,
+    /// Bytes transferred.
+    pub bytes_moved: u64,
+    /// Bytes the destination already had (or that were mounted).
+    pub bytes_skipped: u64,
+    /// Blobs transferred.
+    pub blobs_moved: usize,
+    /// Blobs skipped (present or mounted).
+    pub blobs_skipped: usize,
+    /// Blobs mounted from another repository of the same registry.
+    pub blobs_mounted: usize,
+    /// Manifests written.
+    pub manifests_written: usize,
+    /// The destination tag already pointed at the source digest with everything present.
+    pub up_to_date: bool,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// Referrers copied.
+    pub referrers: usize,
+    /// Platforms copied from an index (empty for single manifests or all).
+    pub platforms: Vec<String>,
+}
+
+struct Node {
+    desc: Descriptor,
+    bytes: Vec<u8>,
+    sparse: bool,
+}
+
+struct Plan {
+    /// Manifests, children before parents; the root last.
+    manifests: Vec<Node>,
+    blobs: Vec<Descriptor>,
+    platforms: Vec<String>,
+}
+
+fn parse(desc: &Descriptor, bytes: &[u8]) -> Result<ManifestView, TransportError> {
+    ManifestView::parse(bytes, Some(&desc.media_type)).map_err(|source| TransportError::Manifest {
+        digest: desc.digest.clone(),
+        source,
+    })
+}
+
+/// Which entries of an index to keep.
+fn select<'a>(view: &'a ManifestView, platforms: &[Platform]) -> Vec<&'a Descriptor> {
+    if platforms.is_empty() {
+        return view.manifests.iter().collect();
+    }
+    let chosen: HashSet<&Digest> = view
+        .manifests
+        .iter()
+        .filter(|d| d.attests().is_none())
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| !p.is_unknown() && platforms.iter().any(|f| f.selects(p)))
+        })
+        .map(|d| &d.digest)
+        .collect();
+    view.manifests
+        .iter()
+        .filter(|d| chosen.contains(&d.digest) || d.attests().is_some_and(|a| chosen.contains(&a)))
+        .collect()
+}
+
+/// A new index with only `keep`'s entries: the one place a copy re-serialises, on request.
+fn rewrite(bytes: &[u8], keep: &HashSet<Digest>) -> Result<Vec<u8>, TransportError> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| TransportError::Unsupported(format!("rewriting index: {e}")))?;
+    if let Some(arr) = v.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+        arr.retain(|e| {
+            e.get("digest")
+                .and_then(|d| d.as_str())
+                .and_then(|d| d.parse::<Digest>().ok())
+                .is_some_and(|d| keep.contains(&d))
+        });
+    }
+    serde_json::to_vec(&v).map_err(|e| TransportError::Unsupported(format!("rewriting index: {e}")))
+}
+
+async fn plan(
+    src: &dyn Source,
+    root: Root,
+    opts: &CopyOptions,
+    seen: &mut HashSet<Digest>,
+) -> Result<Plan, TransportError> {
+    let mut plan = Plan {
+        manifests: Vec::new(),
+        blobs: Vec::new(),
+        platforms: Vec::new(),
+    };
+    let mut blob_seen = HashSet::new();
+    walk(
+        src,
+        root.descriptor,
+        root.bytes,
+        opts,
+        &mut plan,
+        &mut blob_seen,
+        seen,
+        true,
+    )
+    .await?;
+    Ok(plan)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk<'a>(
+    src: &'a dyn Source,
+    desc: Descriptor,
+    bytes: Vec<u8>,
+    opts: &'a CopyOptions,
+    plan: &'a mut Plan,
+    blob_seen: &'a mut HashSet<Digest>,
+    seen: &'a mut HashSet<Digest>,
+    is_root: bool,
+) -> futures_util::future::BoxFuture<'a, Result<(), TransportError>> {
+    Box::pin(async move {
+        if !seen.insert(desc.digest.clone()) {
+            return Ok(());
+        }
+        let view = parse(&desc, &bytes)?;
+        for w in &view.warnings {
+            tracing::warn!("{}: {w}", desc.digest);
+        }
+        let mut desc = desc;
+        let mut bytes = bytes;
+        let mut sparse = false;
+        if view.kind == ManifestKind::Index {
+            let keep = select(&view, &opts.platforms);
+            if keep.is_empty() && !view.manifests.is_empty() {
+                let have: Vec<String> = view
+                    .manifests
+                    .iter()
+                    .filter_map(|d| {
+                        d.platform
+                            .as_ref()
+                            .filter(|p| !p.is_unknown())
+                            .map(|p| p.to_string())
+                    })
+                    .collect();
+                return Err(TransportError::NotFound(format!(
+                    "no entry of {} matches the requested platforms (it has {})",
+                    desc.digest,
+                    have.join(", ")
+                )));
+            }
+            if is_root {
+                plan.platforms = keep
+                    .iter()
+                    .filter(|d| d.attests().is_none())
+                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                    .collect();
+            }
+            for child in &keep {
+                let cb = src
+                    .manifest(child)
+                    .await
+                    .map_err(|e| e.during(format!("reading manifest {}", child.digest)))?;
+                walk(
+                    src,
+                    (*child).clone(),
+                    cb,
+                    opts,
+                    plan,
+                    blob_seen,
+                    seen,
+                    false,
+                )
+                .await?;
+            }
+            if keep.len() < view.manifests.len() {
+                if opts.rewrite_index {
+                    let digests: HashSet<Digest> = keep.iter().map(|d| d.digest.clone()).collect();
+                    bytes = rewrite(&bytes, &digests)?;
+                    desc = Descriptor::new(
+                        desc.media_type.clone(),
+                        Digest::sha256(&bytes),
+                        bytes.len() as u64,
+                    );
+                } else {
+                    sparse = true;
+                }
+            }
+        } else {
+            for c in view.children() {
+                if c.role == Role::Manifest {
+                    continue;
+                }
+                let d = c.descriptor;
+                if mt::is_non_distributable(&d.media_type) && !opts.include_nondistributable {
+                    continue;
+                }
+                if blob_seen.insert(d.digest.clone()) {
+                    plan.blobs.push(d.clone());
+                }
+            }
+        }
+        plan.manifests.push(Node {
+            desc,
+            bytes,
+            sparse,
+        });
+        Ok(())
+    })
+}
+
+/// Counts bytes as they pass, for progress.
+struct Counted {
+    inner: BlobStream,
+    done: Arc<AtomicU64>,
+    total: u64,
+    progress: Option<Progress>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+            if let Some(p) = &self.progress {
+                p(done, self.total);
+            }
+        }
+        r
+    }
+}
+
+/// Copy the image `src` resolves to into `dst`.
+pub async fn copy(
+    src: Arc<dyn Source>,
+    dst: Arc<dyn Sink>,
+    opts: &CopyOptions,
+) -> Result<CopyReport, TransportError> {
+    let mut report = CopyReport {
+        source: src.describe(),
+        destination: dst.describe(),
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let root = src
+        .resolve()
+        .await
+        .map_err(|e| e.during(format!("resolving {}", src.describe())))?;
+    report.source_digest = Some(root.descriptor.digest.clone());
+    report.media_type = root.descriptor.media_type.clone();
+    let mut seen = HashSet::new();
+    let plan = plan(src.as_ref(), root, opts, &mut seen).await?;
+    let root_node = plan
+        .manifests
+        .last()
+        .ok_or_else(|| TransportError::NotFound("root".into()))?;
+    let root_desc = root_node.desc.clone();
+    report.destination_digest = Some(root_desc.digest.clone());
+    report.platforms = plan.platforms.clone();
+
+    // Up to date: the tag already names this digest and every manifest is there.
+    if dst.current().await? == Some(root_desc.digest.clone()) {
+        let mut all = true;
+        for m in &plan.manifests {
+            if !dst.has_manifest(&m.desc).await? {
+                all = false;
+                break;
+            }
+        }
+        if all && !opts.referrers {
+            report.up_to_date = true;
+            report.bytes_skipped = plan.blobs.iter().map(|b| b.size).sum();
+            report.blobs_skipped = plan.blobs.len();
+            return Ok(report);
+        }
+    }
+
+    transfer(src.clone(), dst.clone(), &plan, opts, &mut report).await?;
+    if opts.dry_run {
+        return Ok(report);
+    }
+    dst.tag(&root_desc)
+        .await
+        .map_err(|e| e.during(format!("tagging {}", dst.describe())))?;
+
+    if opts.referrers {
+        let subjects: Vec<Descriptor> = plan.manifests.iter().map(|m| m.desc.clone()).collect();
+        copy_referrers(
+            src.clone(),
+            dst.clone(),
+            subjects,
+            opts,
+            &mut report,
+            &mut seen,
+        )
+        .await?;
+    }
+    dst.finish()
+        .await
+        .map_err(|e| e.during(format!("finishing {}", dst.describe())))?;
+    Ok(report)
+}
+
+async fn transfer(
+    src: Arc<dyn Source>,
+    dst: Arc<dyn Sink>,
+    plan: &Plan,
+    opts: &CopyOptions,
+    report: &mut CopyReport,
+) -> Result<(), TransportError> {
+    // Which blobs are missing (HEADs in parallel too).
+    let checks: Vec<(Descriptor, bool)> = stream::iter(plan.blobs.iter().cloned())
+        .map(|b| {
+            let dst = dst.clone();
+            async move {
+                let has = dst.has_blob(&b).await?;
+                Ok::<_, TransportError>((b, has))
+            }
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+    let missing: Vec<Descriptor> = checks
+        .iter()
+        .filter(|(_, has)| !has)
+        .map(|(b, _)| b.clone())
+        .collect();
+    for (b, has) in &checks {
+        if *has {
+            report.blobs_skipped += 1;
+            report.bytes_skipped += b.size;
+        }
+    }
+    if opts.dry_run {
+        report.blobs_moved = missing.len();
+        report.bytes_moved = missing.iter().map(|b| b.size).sum();
+        for m in &plan.manifests {
+            if !dst.has_manifest(&m.desc).await? {
+                report.manifests_written += 1;
+            }
+        }
+        return Ok(());
+    }
+    let total: u64 = missing.iter().map(|b| b.size).sum();
+    let done = Arc::new(AtomicU64::new(0));
+    let mounted = Arc::new(AtomicUsize::new(0));
+    let mounted_bytes = Arc::new(AtomicU64::new(0));
+    let from = src.registry_repo();
+    stream::iter(missing.iter().cloned())
+        .map(|b| {
+            let (src, dst, done, from) = (src.clone(), dst.clone(), done.clone(), from.clone());
+            let (mounted, mounted_bytes) = (mounted.clone(), mounted_bytes.clone());
+            let progress = opts.progress.clone();
+            async move {
+                if let Some((host, repo)) = &from {
+                    if dst.mount(&b, host, repo).await.unwrap_or(false) {
+                        mounted.fetch_add(1, Ordering::Relaxed);
+                        mounted_bytes.fetch_add(b.size, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                }
+                let body = src.blob(&b).await.map_err(|e| {
+                    e.during(format!("reading blob {} from {}", b.digest, src.describe()))
+                })?;
+                let counted = Counted {
+                    inner: body,
+                    done,
+                    total,
+                    progress,
+                };
+                dst.put_blob(&b, Box::new(counted)).await.map_err(|e| {
+                    e.during(format!("copying blob {} to {}", b.digest, dst.describe()))
+                })
+            }
+        })
+        .buffer_unordered(dst.parallelism().max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    let m = mounted.load(Ordering::Relaxed);
+    let mb = mounted_bytes.load(Ordering::Relaxed);
+    report.blobs_mounted += m;
+    report.blobs_skipped += m;
+    report.bytes_skipped += mb;
+    report.blobs_moved += missing.len() - m;
+    report.bytes_moved += total - mb;
+    for node in &plan.manifests {
+        if !node.sparse && dst.has_manifest(&node.desc).await? {
+            continue;
+        }
+        dst.put_manifest(&node.desc, &node.bytes, node.sparse)
+            .await
+            .map_err(|e| {
+                e.during(format!(
+                    "writing manifest {} to {}",
+                    node.desc.digest,
+                    dst.describe()
+                ))
+            })?;
+        report.manifests_written += 1;
+    }
+    Ok(())
+}
+
+async fn copy_referrers(
+    src: Arc<dyn Source>,
+    dst: Arc<dyn Sink>,
+    mut subjects: Vec<Descriptor>,
+    opts: &CopyOptions,
+    report: &mut CopyReport,
+    seen: &mut HashSet<Digest>,
+) -> Result<(), TransportError> {
+    let inner = CopyOptions {
+        platforms: Vec::new(),
+        rewrite_index: false,
+        ..opts.clone()
+    };
+    while let Some(subject) = subjects.pop() {
+        let refs = src
+            .referrers(&subject)
+            .await
+            .map_err(|e| e.during(format!("listing referrers of {}", subject.digest)))?;
+        for r in refs {
+            if seen.contains(&r.digest) {
+                continue;
+            }
+            let bytes = src.manifest(&r).await?;
+            let root = Root {
+                descriptor: Descriptor::new(r.media_type.clone(), r.digest.clone(), r.size),
+                bytes,
+            };
+            let p = plan(src.as_ref(), root, &inner, seen).await?;
+            transfer(src.clone(), dst.clone(), &p, &inner, report).await?;
+            dst.add_referrer(&r, &subject).await?;
+            report.referrers += 1;
+            subjects.extend(p.manifests.iter().map(|m| m.desc.clone()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Errors of transports and copies.
+
+/// A transport failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] sealift_store::Error),
+    /// A layout problem.
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    /// A registry problem.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// An I/O error while reading or writing something named.
+    #[error("{what}: {source}")]
+    Io {
+        /// What.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest over 4 MiB.
+    #[error("{0} is over the 4 MiB manifest limit")]
+    TooLarge(String),
+    /// The reference does not exist at the source.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Several images and no ref to choose one.
+    #[error("{0}")]
+    Ambiguous(String),
+    /// A `store:` location without an open store.
+    #[error("no store is open for a store: location")]
+    NoStore,
+    /// Something this transport cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A manifest would not parse.
+    #[error("manifest {digest}: {source}")]
+    Manifest {
+        /// Which.
+        digest: sealift_store::Digest,
+        /// Why.
+        #[source]
+        source: sealift_store::manifest::ManifestError,
+    },
+    /// What was being done when something failed.
+    #[error("{what}: {source}")]
+    During {
+        /// The step (which blob, which manifest, from where to where).
+        what: String,
+        /// The failure.
+        #[source]
+        source: Box<TransportError>,
+    },
+    /// A background task died.
+    #[error("internal task failed: {0}")]
+    Join(String),
+}
+
+impl From<tokio::task::JoinError> for TransportError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        TransportError::Join(e.to_string())
+    }
+}
+
+impl TransportError {
+    /// Say what was being done.
+    pub fn during(self, what: impl Into<String>) -> TransportError {
+        TransportError::During {
+            what: what.into(),
+            source: Box::new(self),
+        }
+    }
+}

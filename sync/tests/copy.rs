@@ -1,0 +1,355 @@
+//! The copy engine between every kind of place, against the real distribution registry.
+
+use std::sync::Arc;
+
+use sealift_fixtures::{corpus, Layout};
+use sealift_store::{Digest, Platform, Store, StoreRef};
+use sealift_sync::copy::{copy, CopyOptions, CopyReport};
+use sealift_sync::location::Location;
+use sealift_sync::transport::{open_sink, open_source, OpenOptions};
+use sealift_testkit::{Fault, FaultProxy, Registry};
+
+fn digest_of(layout: &Layout, name: &str) -> Digest {
+    layout.find_ref(name).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn cp(
+    src: &str,
+    dst: &str,
+    store: Option<&Arc<Store>>,
+    opts: &CopyOptions,
+) -> Result<CopyReport, String> {
+    let s: Location = src.parse().unwrap();
+    let d: Location = dst.parse().unwrap();
+    let source = open_source(&s, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
+    let sink = open_sink(&d, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
+    copy(source, sink, opts).await.map_err(|e| format!("{e:#}"))
+}
+
+fn skopeo_raw(reference: &str) -> Vec<u8> {
+    let out = std::process::Command::new(sealift_testkit::require_tool("skopeo"))
+        .args(["inspect", "--raw", "--tls-verify=false", reference])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn round_trip_through_every_place_keeps_the_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = corpus();
+    let dir = tmp.path().join("corpus");
+    layout.write_dir(&dir).unwrap();
+    let reg = Registry::start();
+    let reg2 = Registry::start();
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let h = reg.host();
+    let h2 = reg2.host();
+    let opts = CopyOptions::default();
+    for name in ["multi", "docker", "zstd", "shared"] {
+        let want = &layout.blobs[&digest_of(&layout, name).to_string()].bytes;
+        let src = format!("oci:{}:{name}", dir.display());
+        let r = cp(&src, &format!("docker://{h}/corpus/{name}:v1"), None, &opts)
+            .await
+            .unwrap();
+        assert!(r.blobs_moved > 0);
+        assert_eq!(
+            &skopeo_raw(&format!("docker://{h}/corpus/{name}:v1")),
+            want,
+            "{name} in registry"
+        );
+        cp(
+            &format!("docker://{h}/corpus/{name}:v1"),
+            &format!("store:c/{name}:v1"),
+            Some(&store),
+            &opts,
+        )
+        .await
+        .unwrap();
+        let d = store
+            .resolve(&format!("c/{name}:v1").parse::<StoreRef>().unwrap())
+            .unwrap();
+        assert_eq!(d, digest_of(&layout, name));
+        let tar = tmp.path().join(format!("{name}.tar"));
+        cp(
+            &format!("store:c/{name}:v1"),
+            &format!("oci-archive:{}:{name}", tar.display()),
+            Some(&store),
+            &opts,
+        )
+        .await
+        .unwrap();
+        if name != "docker" {
+            assert_eq!(
+                &skopeo_raw(&format!("oci-archive:{}:{name}", tar.display())),
+                want,
+                "{name} in tar"
+            );
+        }
+        cp(
+            &format!("oci-archive:{}:{name}", tar.display()),
+            &format!("docker://{h2}/again/{name}:v2"),
+            None,
+            &opts,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            &skopeo_raw(&format!("docker://{h2}/again/{name}:v2")),
+            want,
+            "{name} after 4 hops"
+        );
+    }
+    // Registry to registry, same registry: blobs are mounted, not re-sent.
+    let r = cp(
+        &format!("docker://{h}/corpus/shared:v1"),
+        &format!("docker://{h}/mounted/shared:v1"),
+        None,
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert!(r.blobs_mounted > 0 && r.bytes_moved == 0, "{r:?}");
+    // A second copy is a no-op.
+    let r = cp(
+        &format!("docker://{h}/corpus/shared:v1"),
+        &format!("docker://{h2}/again/shared:v2"),
+        None,
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert!(r.up_to_date, "{r:?}");
+    let v = store
+        .verify(sealift_store::verify::VerifyOptions {
+            full: true,
+            repair: false,
+        })
+        .unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn platform_filter_keeps_the_index_bytes_or_rewrites_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = corpus();
+    let dir = tmp.path().join("corpus");
+    layout.write_dir(&dir).unwrap();
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let multi = digest_of(&layout, "multi");
+    let idx: serde_json::Value =
+        serde_json::from_slice(&layout.blobs[&multi.to_string()].bytes).unwrap();
+    let entry = |arch: &str| -> Digest {
+        idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let amd64 = entry("amd64");
+    let arm64 = entry("arm64");
+    let attestation = entry("unknown");
+    let opts = CopyOptions {
+        platforms: vec!["linux/amd64".parse::<Platform>().unwrap()],
+        ..Default::default()
+    };
+    let r = cp(
+        &format!("oci:{}:multi", dir.display()),
+        "store:m/sparse:1",
+        Some(&store),
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.destination_digest,
+        Some(multi.clone()),
+        "sparse copy keeps the index digest"
+    );
+    assert_eq!(r.platforms, vec!["linux/amd64".to_string()]);
+    assert!(store.record(&amd64).unwrap().is_some());
+    assert!(
+        store.record(&attestation).unwrap().is_some(),
+        "the attestation follows amd64"
+    );
+    assert!(store.record(&arm64).unwrap().is_none());
+    assert_eq!(
+        store.resolve(&"m/sparse:1".parse().unwrap()).unwrap(),
+        multi
+    );
+
+    let opts = CopyOptions {
+        platforms: vec!["linux/arm64".parse::<Platform>().unwrap()],
+        rewrite_index: true,
+        ..Default::default()
+    };
+    let r = cp(
+        &format!("oci:{}:multi", dir.display()),
+        "store:m/rewritten:1",
+        Some(&store),
+        &opts,
+    )
+    .await
+    .unwrap();
+    let new = r.destination_digest.clone().unwrap();
+    assert_ne!(new, multi);
+    let (_, view) = store.manifest(&new).unwrap();
+    assert_eq!(
+        view.manifests.len(),
+        1,
+        "only arm64 (its attestation is for amd64)"
+    );
+    assert_eq!(view.manifests[0].digest, arm64);
+
+    let none = CopyOptions {
+        platforms: vec!["windows/amd64".parse::<Platform>().unwrap()],
+        ..Default::default()
+    };
+    let err = cp(
+        &format!("oci:{}:multi", dir.display()),
+        "store:m/none:1",
+        Some(&store),
+        &none,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("linux/amd64"),
+        "error lists what the index has: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn referrers_come_along_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = corpus();
+    let dir = tmp.path().join("corpus");
+    layout.write_dir(&dir).unwrap();
+    let reg = Registry::start();
+    let h = reg.host();
+    let zstd = digest_of(&layout, "zstd");
+    let opts = CopyOptions {
+        referrers: true,
+        ..Default::default()
+    };
+    let r = cp(
+        &format!("oci:{}:zstd", dir.display()),
+        &format!("docker://{h}/app/zstd:1"),
+        None,
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.referrers, 1, "{r:?}");
+    // distribution 2.8 has no referrers API: the fallback tag lists the SBOM.
+    let listed =
+        sealift_sync::registry::Registry::new(sealift_sync::registry::RegistryConfig::new(&h))
+            .unwrap()
+            .referrers("app/zstd", &zstd, None)
+            .await
+            .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].artifact_type.as_deref(),
+        Some("application/spdx+json")
+    );
+    // And back: registry -> store with referrers.
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let r = cp(
+        &format!("docker://{h}/app/zstd:1"),
+        "store:app/zstd:1",
+        Some(&store),
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.referrers, 1);
+    assert_eq!(
+        store.referrers(&zstd).unwrap(),
+        vec![listed[0].digest.clone()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dry_run_writes_nothing_and_counts_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = corpus();
+    let dir = tmp.path().join("corpus");
+    layout.write_dir(&dir).unwrap();
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let opts = CopyOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let r = cp(
+        &format!("oci:{}:shared", dir.display()),
+        "store:d/shared:1",
+        Some(&store),
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert!(r.dry_run && r.blobs_moved > 0 && r.bytes_moved > 0);
+    assert!(store.tags().unwrap().is_empty());
+    assert_eq!(store.records().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupted_transfer_commits_nothing_and_tags_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = corpus();
+    let dir = tmp.path().join("corpus");
+    layout.write_dir(&dir).unwrap();
+    let reg = Registry::start();
+    let h = reg.host();
+    cp(
+        &format!("oci:{}:shared", dir.display()),
+        &format!("docker://{h}/x/shared:1"),
+        None,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let proxy = FaultProxy::start(&h);
+    proxy.push(Fault::Corrupt {
+        path: "/blobs/".into(),
+        times: 100,
+    });
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let err = cp(
+        &format!("docker://{}/x/shared:1", proxy.host()),
+        "store:x/shared:1",
+        Some(&store),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("digest") || err.contains("mismatch"), "{err}");
+    assert!(store.tags().unwrap().is_empty(), "nothing tagged");
+    let v = store
+        .verify(sealift_store::verify::VerifyOptions {
+            full: true,
+            repair: false,
+        })
+        .unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    // Whatever was committed is correct content (verified above); the corrupt blobs are not.
+    for item in store.records() {
+        let (d, _) = item.unwrap();
+        assert!(layout.blobs.contains_key(&d.to_string()));
+    }
+}
