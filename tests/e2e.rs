@@ -7,5 +7,6 @@ mod e2e {
     mod crash;
     mod hostile;
     mod interop;
+    mod registry;
     mod roundtrip;
 }
