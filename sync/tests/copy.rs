@@ -353,3 +353,61 @@ async fn corrupted_transfer_commits_nothing_and_tags_nothing() {
         assert!(layout.blobs.contains_key(&d.to_string()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_survive_drops_throttling_and_server_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = corpus();
+    let dir = tmp.path().join("corpus");
+    layout.write_dir(&dir).unwrap();
+    let reg = Registry::start();
+    let h = reg.host();
+    cp(
+        &format!("oci:{}:multi", dir.display()),
+        &format!("docker://{h}/f/multi:1"),
+        None,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let proxy = FaultProxy::start(&h);
+    proxy.push(Fault::DropAfter {
+        path: "/blobs/".into(),
+        after: 100,
+        times: 2,
+    });
+    proxy.push(Fault::TooMany {
+        path: "/manifests/".into(),
+        retry_after: 1,
+        times: 1,
+    });
+    proxy.push(Fault::Status {
+        path: "/blobs/".into(),
+        status: 503,
+        times: 2,
+    });
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let r = cp(
+        &format!("docker://{}/f/multi:1", proxy.host()),
+        "store:f/multi:1",
+        Some(&store),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.destination_digest, Some(digest_of(&layout, "multi")));
+    let log = proxy.requests();
+    assert!(
+        log.iter().any(|l| l.range.is_some()),
+        "a dropped blob was resumed with Range"
+    );
+    assert!(log.iter().any(|l| l.status == 429));
+    assert!(log.iter().filter(|l| l.status == 503).count() >= 2);
+    let v = store
+        .verify(sealift_store::verify::VerifyOptions {
+            full: true,
+            repair: false,
+        })
+        .unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
