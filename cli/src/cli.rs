@@ -94,6 +94,33 @@ pub struct CopyFlags {
     /// CA bundle (PEM) to trust for registries
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Recompress layers for the destination (new digests; the uncompressed content and
+    /// DiffIDs stay the same and are verified)
+    #[arg(long, value_enum, value_name = "gzip|zstd|none")]
+    pub dest_compress: Option<DestCompress>,
+    /// Write Docker schema2 or OCI manifests (new digests; same content and configs)
+    #[arg(long, value_enum, value_name = "oci|docker")]
+    pub format: Option<ManifestFormat>,
+}
+
+/// `--dest-compress`: layer compression at the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DestCompress {
+    /// gzip (every registry and runtime reads it)
+    Gzip,
+    /// zstd (OCI only)
+    Zstd,
+    /// Uncompressed tar
+    None,
+}
+
+/// `--format`: the manifest format at the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManifestFormat {
+    /// OCI image manifests, indexes and configs
+    Oci,
+    /// Docker schema2 manifests, manifest lists and container configs
+    Docker,
 }
 
 /// `sealift copy`.

@@ -18,6 +18,7 @@ use sealift_store::media_type as mt;
 use sealift_store::{Descriptor, Digest, ManifestView, Platform};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::convert::{Conversion, Convert};
 use crate::layout::Progress;
 use crate::transport::{BlobStream, Root, Sink, Source, TransportError};
 
@@ -38,6 +39,9 @@ pub struct CopyOptions {
     pub dry_run: bool,
     /// Called with bytes moved so far and the total to move.
     pub progress: Option<Progress>,
+    /// Recompress layers and/or change the manifest format (new digests; see
+    /// [`crate::convert`]).
+    pub convert: Option<Convert>,
 }
 
 /// What a copy did (or would do).
@@ -73,19 +77,24 @@ pub struct CopyReport {
     pub referrers: usize,
     /// Platforms copied from an index (empty for single manifests or all).
     pub platforms: Vec<String>,
+    /// With `convert`: `(source digest, written digest)` of every manifest and index that
+    /// changed, children first, the root last.
+    pub converted: Vec<(Digest, Digest)>,
 }
 
-struct Node {
-    desc: Descriptor,
-    bytes: Vec<u8>,
-    sparse: bool,
+pub(crate) struct Node {
+    pub(crate) desc: Descriptor,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) sparse: bool,
 }
 
-struct Plan {
+pub(crate) struct Plan {
     /// Manifests, children before parents; the root last.
-    manifests: Vec<Node>,
-    blobs: Vec<Descriptor>,
-    platforms: Vec<String>,
+    pub(crate) manifests: Vec<Node>,
+    pub(crate) blobs: Vec<Descriptor>,
+    pub(crate) platforms: Vec<String>,
+    /// Converted blobs (in temporary files) and what to verify, with `convert`.
+    pub(crate) conversion: Option<Conversion>,
 }
 
 fn parse(desc: &Descriptor, bytes: &[u8]) -> Result<ManifestView, TransportError> {
@@ -142,6 +151,7 @@ async fn plan(
         manifests: Vec::new(),
         blobs: Vec::new(),
         platforms: Vec::new(),
+        conversion: None,
     };
     let mut blob_seen = HashSet::new();
     walk(
@@ -305,13 +315,22 @@ pub async fn copy(
     report.source_digest = Some(root.descriptor.digest.clone());
     report.media_type = root.descriptor.media_type.clone();
     let mut seen = HashSet::new();
-    let plan = plan(src.as_ref(), root, opts, &mut seen).await?;
+    let mut plan = plan(src.as_ref(), root, opts, &mut seen).await?;
+    if let Some(conv) = opts.convert.as_ref().filter(|c| !c.is_noop()) {
+        crate::convert::apply(src.as_ref(), &mut plan, conv, opts.include_nondistributable)
+            .await
+            .map_err(|e| e.during(format!("converting {}", src.describe())))?;
+        if let Some(c) = &plan.conversion {
+            report.converted = c.converted.clone();
+        }
+    }
     let root_node = plan
         .manifests
         .last()
         .ok_or_else(|| TransportError::NotFound("root".into()))?;
     let root_desc = root_node.desc.clone();
     report.destination_digest = Some(root_desc.digest.clone());
+    report.media_type = root_desc.media_type.clone();
     report.platforms = plan.platforms.clone();
 
     // Up to date: the tag already names this digest and every manifest is there.
@@ -332,6 +351,9 @@ pub async fn copy(
     }
 
     transfer(src.clone(), dst.clone(), &plan, opts, &mut report).await?;
+    if let Some(c) = &plan.conversion {
+        c.verify()?;
+    }
     if opts.dry_run {
         return Ok(report);
     }
@@ -340,7 +362,20 @@ pub async fn copy(
         .map_err(|e| e.during(format!("tagging {}", dst.describe())))?;
 
     if opts.referrers {
-        let subjects: Vec<Descriptor> = plan.manifests.iter().map(|m| m.desc.clone()).collect();
+        // Referrers at the source name the source digests: those of converted manifests
+        // would need a new subject (a new digest, breaking signatures), so they stay behind.
+        let converted = |d: &Digest| plan.conversion.as_ref().is_some_and(|c| c.is_new(d));
+        if plan.manifests.iter().any(|m| converted(&m.desc.digest)) {
+            tracing::warn!(
+                "referrers of converted manifests are not copied (their subject digest changed)"
+            );
+        }
+        let subjects: Vec<Descriptor> = plan
+            .manifests
+            .iter()
+            .filter(|m| !converted(&m.desc.digest))
+            .map(|m| m.desc.clone())
+            .collect();
         copy_referrers(
             src.clone(),
             dst.clone(),
@@ -407,17 +442,33 @@ async fn transfer(
             let (src, dst, done, from) = (src.clone(), dst.clone(), done.clone(), from.clone());
             let (mounted, mounted_bytes) = (mounted.clone(), mounted_bytes.clone());
             let progress = opts.progress.clone();
+            // A converted blob is read from its temporary file, not from the source.
+            let local = plan
+                .conversion
+                .as_ref()
+                .and_then(|c| c.local_file(&b.digest))
+                .map(|p| p.to_path_buf());
             async move {
-                if let Some((host, repo)) = &from {
-                    if dst.mount(&b, host, repo).await.unwrap_or(false) {
-                        mounted.fetch_add(1, Ordering::Relaxed);
-                        mounted_bytes.fetch_add(b.size, Ordering::Relaxed);
-                        return Ok(());
+                let body: BlobStream = if let Some(path) = local {
+                    let f = tokio::fs::File::open(&path).await.map_err(|source| {
+                        TransportError::Io {
+                            what: format!("opening converted blob {}", path.display()),
+                            source,
+                        }
+                    })?;
+                    Box::new(f)
+                } else {
+                    if let Some((host, repo)) = &from {
+                        if dst.mount(&b, host, repo).await.unwrap_or(false) {
+                            mounted.fetch_add(1, Ordering::Relaxed);
+                            mounted_bytes.fetch_add(b.size, Ordering::Relaxed);
+                            return Ok(());
+                        }
                     }
-                }
-                let body = src.blob(&b).await.map_err(|e| {
-                    e.during(format!("reading blob {} from {}", b.digest, src.describe()))
-                })?;
+                    src.blob(&b).await.map_err(|e| {
+                        e.during(format!("reading blob {} from {}", b.digest, src.describe()))
+                    })?
+                };
                 let counted = Counted {
                     inner: body,
                     done,
@@ -468,6 +519,7 @@ async fn copy_referrers(
     let inner = CopyOptions {
         platforms: Vec::new(),
         rewrite_index: false,
+        convert: None,
         ..opts.clone()
     };
     while let Some(subject) = subjects.pop() {

@@ -3,6 +3,7 @@
 //! For now: OCI image layouts (directories and tarballs) in and out of the store. The
 //! registry transport and the sync worker build on the same pieces.
 
+pub mod convert;
 pub mod copy;
 pub mod layout;
 pub mod location;

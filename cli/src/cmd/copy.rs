@@ -5,14 +5,16 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
+use sealift_store::media_type::Compression;
 use sealift_store::{Repo, StoreRef, Tag};
+use sealift_sync::convert::{Convert, Format};
 use sealift_sync::copy::{copy, CopyOptions, CopyReport};
 use sealift_sync::location::Location;
 use sealift_sync::registry::Credentials;
 use sealift_sync::transport::{open_sink, open_source, OpenOptions};
 
 use super::{Context, Status};
-use crate::cli::{CopyArgs, CopyFlags, PullArgs, PushArgs};
+use crate::cli::{CopyArgs, CopyFlags, DestCompress, ManifestFormat, PullArgs, PushArgs};
 use crate::output::{self, human_bytes, plural, short_digest};
 use crate::progress::byte_callback;
 
@@ -24,6 +26,26 @@ fn parse_creds(s: &str) -> Result<Credentials> {
         username: u.to_string(),
         password: p.to_string(),
     })
+}
+
+/// `--dest-compress` and `--format`, checked before anything is opened.
+fn convert_opts(flags: &CopyFlags) -> Result<Option<Convert>> {
+    let c = Convert {
+        compression: flags.dest_compress.map(|c| match c {
+            DestCompress::Gzip => Compression::Gzip,
+            DestCompress::Zstd => Compression::Zstd,
+            DestCompress::None => Compression::None,
+        }),
+        format: flags.format.map(|f| match f {
+            ManifestFormat::Oci => Format::Oci,
+            ManifestFormat::Docker => Format::Docker,
+        }),
+    };
+    if c.is_noop() {
+        return Ok(None);
+    }
+    c.validate()?;
+    Ok(Some(c))
 }
 
 fn open_opts(creds: &Option<String>, flags: &CopyFlags) -> Result<OpenOptions> {
@@ -64,6 +86,7 @@ fn run_copy(
     flags: &CopyFlags,
     out: &mut dyn Write,
 ) -> Result<Status> {
+    let convert = convert_opts(flags)?;
     let needs_store = matches!(src, Location::Store(_)) || matches!(dst, Location::Store(_));
     let store = if needs_store {
         Some(Arc::new(ctx.open_store()?))
@@ -86,6 +109,7 @@ fn run_copy(
         include_nondistributable: flags.include_nondistributable,
         dry_run: flags.dry_run,
         progress: Some(byte_callback(&bar)),
+        convert,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -119,7 +143,16 @@ fn write_report(out: &mut dyn Write, r: &CopyReport) -> Result<()> {
     }
     let verb = if r.dry_run { "Would copy" } else { "Copied" };
     writeln!(out, "{verb} {} -> {} ({digest})", r.source, r.destination)?;
-    if r.source_digest != r.destination_digest {
+    if !r.converted.is_empty() {
+        writeln!(
+            out,
+            "  converted {}:",
+            plural(r.converted.len(), "manifest", "manifests")
+        )?;
+        for (old, new) in &r.converted {
+            writeln!(out, "    {old} -> {new}")?;
+        }
+    } else if r.source_digest != r.destination_digest {
         if let Some(s) = &r.source_digest {
             writeln!(
                 out,
