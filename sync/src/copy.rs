@@ -522,7 +522,34 @@ async fn copy_referrers(
         convert: None,
         ..opts.clone()
     };
+    // cosign keeps signatures, attestations and SBOMs under `sha256-<hex>.sig|.att|.sbom`
+    // tags rather than as OCI referrers.
+    let tags: HashSet<String> = src.tags().await?.into_iter().collect();
     while let Some(subject) = subjects.pop() {
+        for suffix in ["sig", "att", "sbom"] {
+            let tag = format!(
+                "{}-{}.{suffix}",
+                subject.digest.algorithm().as_str(),
+                subject.digest.hex()
+            );
+            if !tags.contains(&tag) {
+                continue;
+            }
+            let root = src
+                .resolve_tag(&tag)
+                .await
+                .map_err(|e| e.during(format!("reading cosign tag {tag}")))?;
+            let desc = root.descriptor.clone();
+            if seen.contains(&desc.digest) {
+                continue;
+            }
+            let p = plan(src.as_ref(), root, &inner, seen).await?;
+            transfer(src.clone(), dst.clone(), &p, &inner, report).await?;
+            dst.tag_as(&desc, &tag)
+                .await
+                .map_err(|e| e.during(format!("tagging {tag} at {}", dst.describe())))?;
+            report.referrers += 1;
+        }
         let refs = src
             .referrers(&subject)
             .await

@@ -411,3 +411,97 @@ async fn copies_survive_drops_throttling_and_server_errors() {
         .unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cosign_signature_tags_come_along() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = corpus();
+    let shared = digest_of(&layout, "shared");
+    // A cosign-style signature: a plain manifest (no subject) tagged sha256-<hex>.sig.
+    let payload = sealift_fixtures::Blob::new(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{shared}"}}}}}}"#)
+            .into_bytes(),
+    );
+    let layer = layout.add(payload);
+    let config = layout.add(sealift_fixtures::empty_blob());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": [layer],
+    });
+    let sig = layout.add(sealift_fixtures::Blob::new(
+        "application/vnd.oci.image.manifest.v1+json",
+        serde_json::to_vec(&manifest).unwrap(),
+    ));
+    layout.add_ref(sig.clone(), Some("sig"));
+    let dir = tmp.path().join("corpus");
+    layout.write_dir(&dir).unwrap();
+    let reg = Registry::start();
+    let h = reg.host();
+    let opts = CopyOptions::default();
+    let sig_tag = format!("sha256-{}.sig", shared.hex());
+    cp(
+        &format!("oci:{}:shared", dir.display()),
+        &format!("docker://{h}/s/app:1"),
+        None,
+        &opts,
+    )
+    .await
+    .unwrap();
+    cp(
+        &format!("oci:{}:sig", dir.display()),
+        &format!("docker://{h}/s/app:{sig_tag}"),
+        None,
+        &opts,
+    )
+    .await
+    .unwrap();
+
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let with = CopyOptions {
+        referrers: true,
+        ..Default::default()
+    };
+    let r = cp(
+        &format!("docker://{h}/s/app:1"),
+        "store:s/app:1",
+        Some(&store),
+        &with,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.referrers, 1, "{r:?}");
+    let tagged = store
+        .resolve(&format!("s/app:{sig_tag}").parse().unwrap())
+        .unwrap();
+    assert_eq!(tagged.to_string(), sig["digest"].as_str().unwrap());
+    // And on to another repository of a registry, tag and all.
+    let r = cp(
+        "store:s/app:1",
+        &format!("docker://{h}/t/app:1"),
+        Some(&store),
+        &with,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.referrers, 1, "the store's cosign tag travels too: {r:?}");
+    assert_eq!(
+        skopeo_raw(&format!("docker://{h}/t/app:{sig_tag}")),
+        serde_json::to_vec(&manifest).unwrap()
+    );
+    let r = cp(
+        &format!("docker://{h}/s/app:1"),
+        &format!("docker://{h}/u/app:1"),
+        None,
+        &with,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.referrers, 1);
+    assert_eq!(
+        skopeo_raw(&format!("docker://{h}/u/app:{sig_tag}")),
+        serde_json::to_vec(&manifest).unwrap()
+    );
+}

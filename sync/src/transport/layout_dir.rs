@@ -157,7 +157,7 @@ pub struct LayoutDirSink {
     dir: PathBuf,
     reference: Option<String>,
     root: Mutex<Option<Descriptor>>,
-    referrers: Mutex<Vec<Descriptor>>,
+    referrers: Mutex<Vec<(Descriptor, Option<String>)>>,
 }
 
 impl LayoutDirSink {
@@ -274,7 +274,7 @@ impl Sink for LayoutDirSink {
         self.referrers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(referrer.clone());
+            .push((referrer.clone(), None));
         Ok(())
     }
 
@@ -287,7 +287,7 @@ impl Sink for LayoutDirSink {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .map(|r| index_entry(r, None)),
+                .map(|(r, n)| index_entry(r, n.as_deref())),
         );
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || merge_index(&dir, &entries)).await??;

@@ -175,7 +175,7 @@ struct TarState {
     builder: Option<tar::Builder<File>>,
     written: HashSet<Digest>,
     root: Option<Descriptor>,
-    referrers: Vec<Descriptor>,
+    referrers: Vec<(Descriptor, Option<String>)>,
 }
 
 /// A layout tarball written as a sink, one blob at a time.
@@ -312,7 +312,7 @@ impl Sink for LayoutTarSink {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .referrers
-            .push(referrer.clone());
+            .push((referrer.clone(), None));
         Ok(())
     }
 
@@ -327,7 +327,11 @@ impl Sink for LayoutTarSink {
                 .iter()
                 .map(|r| index_entry(r, reference.as_deref()))
                 .collect();
-            entries.extend(st.referrers.iter().map(|r| index_entry(r, None)));
+            entries.extend(
+                st.referrers
+                    .iter()
+                    .map(|(r, n)| index_entry(r, n.as_deref())),
+            );
             let Some(mut b) = st.builder.take() else {
                 return Ok(());
             };

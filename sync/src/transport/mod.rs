@@ -44,6 +44,18 @@ pub trait Source: Send + Sync {
     async fn blob(&self, desc: &Descriptor) -> Result<BlobStream, TransportError>;
     /// Manifests whose subject is `subject` (empty where the source cannot tell).
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError>;
+    /// Tags of the source repository (registries only), for cosign's `sha256-<hex>.sig`
+    /// style tags.
+    async fn tags(&self) -> Result<Vec<String>, TransportError> {
+        Ok(Vec::new())
+    }
+    /// Resolve another tag of the same repository.
+    async fn resolve_tag(&self, tag: &str) -> Result<Root, TransportError> {
+        Err(TransportError::NotFound(format!(
+            "{tag} in {}",
+            self.describe()
+        )))
+    }
     /// `(host, repo)` when this is a registry, so a sink on the same registry can mount.
     fn registry_repo(&self) -> Option<(String, String)> {
         None
@@ -81,6 +93,11 @@ pub trait Sink: Send + Sync {
     ) -> Result<(), TransportError>;
     /// Point the destination reference at `root` (last, after everything is written).
     async fn tag(&self, root: &Descriptor) -> Result<(), TransportError>;
+    /// Point another tag of the destination repository at `root` (already written): cosign
+    /// signature and attestation tags travel this way.
+    async fn tag_as(&self, _root: &Descriptor, _tag: &str) -> Result<(), TransportError> {
+        Ok(())
+    }
     /// Record that `referrer` (already written) refers to `subject`, where the destination
     /// needs more than the manifest itself: layouts list it in index.json; registries
     /// without the referrers API get the `sha256-<hex>` fallback tag.

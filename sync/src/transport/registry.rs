@@ -115,6 +115,22 @@ impl Source for RegistrySource {
     fn registry_repo(&self) -> Option<(String, String)> {
         Some((self.reg.host().to_string(), self.repo.clone()))
     }
+
+    async fn tags(&self) -> Result<Vec<String>, TransportError> {
+        match self.reg.tags(&self.repo).await {
+            Ok(t) => Ok(t),
+            Err(crate::registry::RegistryError::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn resolve_tag(&self, tag: &str) -> Result<Root, TransportError> {
+        let m = self.reg.manifest_get(&self.repo, tag).await?;
+        Ok(Root {
+            descriptor: Descriptor::new(m.media_type, m.digest, m.bytes.len() as u64),
+            bytes: m.bytes,
+        })
+    }
 }
 
 /// A registry repository written as a sink.
@@ -252,6 +268,28 @@ impl Sink for RegistrySink {
         };
         self.reg
             .manifest_put(&self.repo, t, &root.media_type, &bytes)
+            .await?;
+        Ok(())
+    }
+
+    async fn tag_as(&self, root: &Descriptor, tag: &str) -> Result<(), TransportError> {
+        let cached = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&root.digest)
+            .cloned();
+        let bytes = match cached {
+            Some(b) => b,
+            None => {
+                self.reg
+                    .manifest_get(&self.repo, &root.digest.to_string())
+                    .await?
+                    .bytes
+            }
+        };
+        self.reg
+            .manifest_put(&self.repo, tag, &root.media_type, &bytes)
             .await?;
         Ok(())
     }

@@ -69,6 +69,30 @@ impl Source for StoreSource {
         Ok(Box::new(tokio::fs::File::from_std(f)))
     }
 
+    async fn tags(&self) -> Result<Vec<String>, TransportError> {
+        let store = self.store.clone();
+        let repo = self.reference.repo.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok(store
+                .tags()?
+                .into_iter()
+                .filter(|t| t.repo == repo)
+                .map(|t| t.tag.to_string())
+                .collect())
+        })
+        .await?
+    }
+
+    async fn resolve_tag(&self, tag: &str) -> Result<Root, TransportError> {
+        let tag: sealift_store::Tag = tag.parse().map_err(sealift_store::Error::from)?;
+        StoreSource::new(
+            self.store.clone(),
+            StoreRef::tagged(self.reference.repo.clone(), tag),
+        )
+        .resolve()
+        .await
+    }
+
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
         let store = self.store.clone();
         let d = subject.digest.clone();
@@ -190,6 +214,15 @@ impl Sink for StoreSink {
             None => store.pin(&d),
         })
         .await??;
+        Ok(())
+    }
+
+    async fn tag_as(&self, root: &Descriptor, tag: &str) -> Result<(), TransportError> {
+        let store = self.store.clone();
+        let repo = self.reference.repo.clone();
+        let d = root.digest.clone();
+        let tag: sealift_store::Tag = tag.parse().map_err(sealift_store::Error::from)?;
+        tokio::task::spawn_blocking(move || store.set_tag(&repo, &tag, &d)).await??;
         Ok(())
     }
 
