@@ -71,3 +71,35 @@ pub fn byte_callback(bar: &ProgressBar) -> ByteCallback {
         bar.set_position(done);
     })
 }
+
+/// One bar per blob under an overall bar: a transfer of many layers shows which are moving.
+/// Bars appear on a blob's first bytes and vanish when it is done.
+pub fn per_blob(overall: &ProgressBar) -> sealift_sync::copy::BlobProgress {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let multi = indicatif::MultiProgress::new();
+    if overall.is_hidden() {
+        multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let overall = multi.add(overall.clone());
+    let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
+    let style =
+        ProgressStyle::with_template("  {msg} [{bar:25}] {decimal_bytes}/{decimal_total_bytes}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    Arc::new(move |digest, done, size| {
+        let key = digest.to_string();
+        let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = bars.entry(key.clone()).or_insert_with(|| {
+            let b = multi.insert_after(&overall, ProgressBar::new(size));
+            b.set_style(style.clone());
+            b.set_message(digest.hex()[..12].to_string());
+            b
+        });
+        bar.set_position(done);
+        if done >= size {
+            bar.finish_and_clear();
+            bars.remove(&key);
+        }
+    })
+}

@@ -39,6 +39,8 @@ pub struct CopyOptions {
     pub dry_run: bool,
     /// Called with bytes moved so far and the total to move.
     pub progress: Option<Progress>,
+    /// Called per blob with its digest, bytes moved and size (for one bar per blob).
+    pub blob_progress: Option<BlobProgress>,
     /// Recompress layers and/or change the manifest format (new digests; see
     /// [`crate::convert`]).
     pub convert: Option<Convert>,
@@ -270,11 +272,17 @@ fn walk<'a>(
 }
 
 /// Counts bytes as they pass, for progress.
+/// Per-blob progress callback: digest, bytes done, blob size.
+pub type BlobProgress = Arc<dyn Fn(&Digest, u64, u64) + Send + Sync>;
+
 struct Counted {
     inner: BlobStream,
     done: Arc<AtomicU64>,
     total: u64,
     progress: Option<Progress>,
+    blob: Descriptor,
+    blob_done: u64,
+    blob_progress: Option<BlobProgress>,
 }
 
 impl AsyncRead for Counted {
@@ -290,6 +298,10 @@ impl AsyncRead for Counted {
             let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
             if let Some(p) = &self.progress {
                 p(done, self.total);
+            }
+            self.blob_done += n;
+            if let Some(p) = &self.blob_progress {
+                p(&self.blob.digest, self.blob_done, self.blob.size);
             }
         }
         r
@@ -442,6 +454,7 @@ async fn transfer(
             let (src, dst, done, from) = (src.clone(), dst.clone(), done.clone(), from.clone());
             let (mounted, mounted_bytes) = (mounted.clone(), mounted_bytes.clone());
             let progress = opts.progress.clone();
+            let blob_progress = opts.blob_progress.clone();
             // A converted blob is read from its temporary file, not from the source.
             let local = plan
                 .conversion
@@ -474,6 +487,9 @@ async fn transfer(
                     done,
                     total,
                     progress,
+                    blob: b.clone(),
+                    blob_done: 0,
+                    blob_progress,
                 };
                 dst.put_blob(&b, Box::new(counted)).await.map_err(|e| {
                     e.during(format!("copying blob {} to {}", b.digest, dst.describe()))

@@ -109,6 +109,7 @@ fn run_copy(
         include_nondistributable: flags.include_nondistributable,
         dry_run: flags.dry_run,
         progress: Some(byte_callback(&bar)),
+        blob_progress: Some(crate::progress::per_blob(&bar)),
         convert,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
