@@ -1,0 +1,651 @@
+//! `scale`: how sealift-store behaves with many blobs, manifests and tags.
+//!
+//! Builds a store of `--manifests M` image manifests (default 10,000), each with a config and
+//! `BLOBS / M - 1` tiny, unique layers (default 9, so `--blobs` 100,000 blobs in all), every
+//! manifest tagged (spread over 100 repositories), through the public `Store` API exactly as
+//! an import does it (`put_blob`, `put_manifest`, `set_tag`, one lease). Then measures:
+//!
+//! - the build, per phase (blobs, manifests, tags), and store reopen;
+//! - `Store::gc` with nothing collectable, and after removing half the tags (grace 0);
+//! - what `sealift images` does (list the tags; per digest, walk the graph for its size and
+//!   read the config for the platform), in process, and the real CLI
+//!   (`sealift --store DIR --json images`, plus `du` and `verify`) when it is built, under
+//!   `/usr/bin/time` for its peak RSS;
+//! - this process's peak RSS (VmHWM) and the store's size on disk.
+//!
+//! Options: `--blobs N` `--manifests M` `--dir PATH` (kept afterwards; default a temp dir
+//! under /var/tmp, removed) `--repos R` (default 100) `--threads T` (images put
+//! concurrently during the build; default 1, as `sealift import` does) `--sealift PATH`
+//! (default: the `sealift` next to this binary) `--no-cli` (skip the CLI steps).
+//!
+//! `cargo build --release -p sealift -p sealift-benches && target/release/scale`
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sealift_store::gc::GcOptions;
+use sealift_store::media_type::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
+use sealift_store::{Digest, ManifestOptions, Repo, Store, Tag};
+use serde_json::{json, Value};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Args {
+    blobs: usize,
+    manifests: usize,
+    repos: usize,
+    threads: usize,
+    dir: Option<PathBuf>,
+    sealift: Option<PathBuf>,
+    no_cli: bool,
+}
+
+const USAGE: &str =
+    "usage: scale [--blobs N] [--manifests M] [--repos R] [--threads T] [--dir PATH] [--sealift PATH | --no-cli]";
+
+fn parse_args() -> std::result::Result<Args, String> {
+    let mut a = Args {
+        blobs: 100_000,
+        manifests: 10_000,
+        repos: 100,
+        threads: 1,
+        dir: None,
+        sealift: None,
+        no_cli: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.to_string());
+        }
+        if flag == "--no-cli" {
+            a.no_cli = true;
+            continue;
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let num = || {
+            value
+                .replace('_', "")
+                .parse::<usize>()
+                .map_err(|_| format!("{flag}: not a number: {value}"))
+        };
+        match flag.as_str() {
+            "--blobs" => a.blobs = num()?,
+            "--manifests" => a.manifests = num()?,
+            "--repos" => a.repos = num()?.max(1),
+            "--threads" => a.threads = num()?.max(1),
+            "--dir" => a.dir = Some(PathBuf::from(&value)),
+            "--sealift" => a.sealift = Some(PathBuf::from(&value)),
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    if let Some(p) = a.sealift.as_ref().filter(|p| !p.is_file()) {
+        return Err(format!("--sealift {}: no such file", p.display()));
+    }
+    if a.manifests == 0 || a.blobs < a.manifests {
+        return Err(format!(
+            "need 0 < --manifests <= --blobs (each manifest has a config)\n{USAGE}"
+        ));
+    }
+    Ok(a)
+}
+
+/// One row of the final table.
+struct Row {
+    step: String,
+    secs: Option<f64>,
+    /// This process's resident and peak resident KiB right after the step.
+    rss: (u64, u64),
+    detail: String,
+}
+
+/// The final table.
+#[derive(Default)]
+struct Report(Vec<Row>);
+
+impl Report {
+    fn add(&mut self, step: impl Into<String>, d: Option<Duration>, detail: impl Into<String>) {
+        let (step, detail) = (step.into(), detail.into());
+        match d {
+            Some(d) => eprintln!("  {step}: {:.2} s {detail}", d.as_secs_f64()),
+            None => eprintln!("  {step}: {detail}"),
+        }
+        let rss = (
+            status_kib("VmRSS:").unwrap_or(0),
+            status_kib("VmHWM:").unwrap_or(0),
+        );
+        self.0.push(Row {
+            step,
+            secs: d.map(|d| d.as_secs_f64()),
+            rss,
+            detail,
+        });
+    }
+
+    fn print(&self) {
+        let w = self
+            .0
+            .iter()
+            .map(|r| r.step.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        println!(
+            "{:<w$}  {:>9}  {:>16}  detail",
+            "step", "seconds", "RSS/peak MiB"
+        );
+        for Row {
+            step,
+            secs,
+            rss: (rss, hwm),
+            detail,
+        } in &self.0
+        {
+            let s = secs.map_or("-".to_string(), |s| format!("{s:.2}"));
+            let r = format!("{:.0}/{:.0}", *rss as f64 / 1024.0, *hwm as f64 / 1024.0);
+            println!("{step:<w$}  {s:>9}  {r:>16}  {detail}");
+        }
+    }
+}
+
+fn per_sec(n: usize, d: Duration) -> String {
+    format!("{:.0}/s", n as f64 / d.as_secs_f64().max(1e-9))
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// A KiB field of /proc/self/status: `VmRSS:` (resident now), `VmHWM:` (peak).
+fn status_kib(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// (files, apparent bytes, allocated bytes) under `dir`.
+fn disk_usage(dir: &Path) -> (u64, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = (0, 0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.0 += 1;
+                out.1 += m.len();
+                out.2 += m.blocks() * 512;
+            }
+        }
+    }
+    out
+}
+
+/// One image's blobs and manifest, made when it is put, so memory does not grow with M.
+struct Image {
+    blobs: Vec<(Digest, Vec<u8>, &'static str)>,
+    manifest: Vec<u8>,
+    digest: Digest,
+}
+
+fn make_image(m: usize, layers: usize) -> Image {
+    let mut blobs = Vec::with_capacity(layers + 1);
+    let mut layer_descs = Vec::with_capacity(layers);
+    let mut diff_ids = Vec::with_capacity(layers);
+    for l in 0..layers {
+        let bytes = format!("sealift scale image {m} layer {l}\n").into_bytes();
+        let d = Digest::sha256(&bytes);
+        layer_descs.push(
+            json!({ "mediaType": OCI_LAYER_TAR, "digest": d.to_string(), "size": bytes.len() }),
+        );
+        diff_ids.push(Value::from(d.to_string()));
+        blobs.push((d, bytes, OCI_LAYER_TAR));
+    }
+    let config = serde_json::to_vec(&json!({
+        "created": "1970-01-01T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/bin/sh"], "Labels": { "image": m.to_string() } },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))
+    .expect("JSON to memory");
+    let config_digest = Digest::sha256(&config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len() },
+        "layers": layer_descs,
+    }))
+    .expect("JSON to memory");
+    blobs.push((config_digest, config, OCI_CONFIG));
+    let digest = Digest::sha256(&manifest);
+    Image {
+        blobs,
+        manifest,
+        digest,
+    }
+}
+
+fn repo_tag(m: usize, repos: usize) -> (Repo, Tag) {
+    let repo = format!("scale/repo-{:03}", m % repos)
+        .parse()
+        .expect("valid repo");
+    let tag = format!("v{m}").parse().expect("valid tag");
+    (repo, tag)
+}
+
+/// Time spent per build phase (summed over threads).
+#[derive(Clone, Copy, Default)]
+struct PhaseTimes {
+    blobs: Duration,
+    manifests: Duration,
+    tags: Duration,
+    nblobs: usize,
+}
+
+/// Put image `m`: its blobs, its manifest, its tag.
+fn put_image(
+    store: &Store,
+    lease: &sealift_store::Lease,
+    a: &Args,
+    m: usize,
+    layers: usize,
+    times: &mut PhaseTimes,
+) -> Result<()> {
+    let img = make_image(m, layers);
+    let t = Instant::now();
+    for (d, bytes, media_type) in &img.blobs {
+        store.put_blob(lease, d, bytes.len() as u64, media_type, &mut &bytes[..])?;
+    }
+    times.nblobs += img.blobs.len();
+    let t2 = Instant::now();
+    times.blobs += t2 - t;
+    store.put_manifest(
+        lease,
+        &img.manifest,
+        ManifestOptions {
+            expected: Some(&img.digest),
+            media_type: Some(OCI_MANIFEST),
+            sparse: false,
+        },
+    )?;
+    let t3 = Instant::now();
+    times.manifests += t3 - t2;
+    let (repo, tag) = repo_tag(m, a.repos);
+    store.set_tag(&repo, &tag, &img.digest)?;
+    times.tags += t3.elapsed();
+    Ok(())
+}
+
+/// Build the store, `--threads` images at a time. Returns the number of blobs written.
+fn build(store: &Store, a: &Args, report: &mut Report) -> Result<usize> {
+    let per_image = a.blobs / a.manifests;
+    let layers = per_image - 1;
+    let lease = store.lease("scale build", None)?;
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let start = Instant::now();
+    let step = (a.manifests / 20).max(1);
+    let worker = || -> std::result::Result<PhaseTimes, String> {
+        let mut times = PhaseTimes::default();
+        loop {
+            let m = next.fetch_add(1, Ordering::Relaxed);
+            if m >= a.manifests {
+                return Ok(times);
+            }
+            put_image(store, &lease, a, m, layers, &mut times).map_err(|e| e.to_string())?;
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_multiple_of(step) {
+                let el = start.elapsed();
+                eprintln!(
+                    "  built {n}/{} images ({} blobs) in {:.1} s, {}",
+                    a.manifests,
+                    n * per_image,
+                    el.as_secs_f64(),
+                    per_sec(n * per_image, el).replace("/s", " blobs/s"),
+                );
+            }
+        }
+    };
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..a.threads).map(|_| s.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("build thread panicked".into()))
+            })
+            .collect()
+    });
+    let total = start.elapsed();
+    let mut t = PhaseTimes::default();
+    for r in results {
+        let r = r?;
+        t.blobs += r.blobs;
+        t.manifests += r.manifests;
+        t.tags += r.tags;
+        t.nblobs += r.nblobs;
+    }
+    // With several threads the phase times are thread-seconds: scale the rates to wall time.
+    let th = a.threads as u32;
+    let nblobs = t.nblobs;
+    report.add(
+        format!("build: {nblobs} blobs (put_blob)"),
+        Some(t.blobs / th),
+        per_sec(nblobs, t.blobs / th),
+    );
+    report.add(
+        format!("build: {} manifests (put_manifest)", a.manifests),
+        Some(t.manifests / th),
+        per_sec(a.manifests, t.manifests / th),
+    );
+    report.add(
+        format!("build: {} tags (set_tag)", a.manifests),
+        Some(t.tags / th),
+        per_sec(a.manifests, t.tags / th),
+    );
+    report.add(
+        "build: total",
+        Some(total),
+        format!(
+            "{} ({per_image} blobs + 1 manifest per image, {} repos, {} thread{})",
+            per_sec(a.manifests, total).replace("/s", " images/s"),
+            a.repos,
+            a.threads,
+            if a.threads == 1 { "" } else { "s" },
+        ),
+    );
+    let t = Instant::now();
+    drop(lease);
+    report.add(
+        "release the build lease",
+        Some(t.elapsed()),
+        format!("{} holds", nblobs + a.manifests),
+    );
+    Ok(nblobs)
+}
+
+/// What `sealift images` computes, through the library: per tag, the graph's size and
+/// whether it is complete, and the platform from the config (once per digest).
+fn images_in_process(store: &Store, report: &mut Report) -> Result<()> {
+    let t = Instant::now();
+    let tags = store.tags()?;
+    report.add(
+        format!("images, in process: list {} tags", tags.len()),
+        Some(t.elapsed()),
+        "Store::tags",
+    );
+    let t = Instant::now();
+    let mut cache: HashMap<Digest, (u64, String)> = HashMap::new();
+    let mut total = 0u64;
+    let mut broken = 0usize;
+    for tag in &tags {
+        if let Some((size, _)) = cache.get(&tag.digest) {
+            total += size;
+            continue;
+        }
+        let (nodes, missing) = store.walk(&tag.digest)?;
+        broken += usize::from(!missing.is_empty());
+        let size: u64 = nodes.iter().map(|(_, r)| r.size).sum();
+        let (_, view) = store.manifest(&tag.digest)?;
+        let platform = match &view.config {
+            Some(c) => {
+                let cfg: Value = serde_json::from_slice(&store.read_small(&c.digest, 1 << 24)?)?;
+                format!(
+                    "{}/{}",
+                    cfg["os"].as_str().unwrap_or(""),
+                    cfg["architecture"].as_str().unwrap_or("")
+                )
+            }
+            None => String::new(),
+        };
+        total += size;
+        cache.insert(tag.digest.clone(), (size, platform));
+    }
+    let d = t.elapsed();
+    report.add(
+        format!("images, in process: resolve {} tags", tags.len()),
+        Some(d),
+        format!(
+            "walk + manifest + config per tag, {}; {} total, {broken} broken",
+            per_sec(tags.len(), d),
+            mib(total)
+        ),
+    );
+    Ok(())
+}
+
+fn find_sealift(a: &Args) -> Option<PathBuf> {
+    if a.no_cli {
+        return None;
+    }
+    if let Some(p) = &a.sealift {
+        return Some(p.clone());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join("sealift");
+    p.is_file().then_some(p)
+}
+
+/// Run `sealift --store DIR --json ARGS`, under /usr/bin/time when present.
+/// Returns (wall time, peak RSS KiB if known, stdout).
+fn run_cli(
+    sealift: &Path,
+    store: &Path,
+    args: &[&str],
+) -> Result<(Duration, Option<u64>, Vec<u8>)> {
+    let time = Path::new("/usr/bin/time");
+    let rss_file = tempfile::NamedTempFile::new()?;
+    let mut cmd = if time.is_file() {
+        let mut c = Command::new(time);
+        c.arg("-o")
+            .arg(rss_file.path())
+            .args(["-f", "%e %M"])
+            .arg(sealift);
+        c
+    } else {
+        Command::new(sealift)
+    };
+    cmd.arg("--store")
+        .arg(store)
+        .arg("--json")
+        .arg("--quiet")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    let t = Instant::now();
+    let out = cmd.output()?;
+    let wall = t.elapsed();
+    // `verify` exits 1 when it finds problems; anything else is a failure.
+    if !out.status.success() && out.status.code() != Some(1) {
+        return Err(format!("sealift {}: {}", args.join(" "), out.status).into());
+    }
+    let rss = std::fs::read_to_string(rss_file.path())
+        .ok()
+        .and_then(|s| s.lines().last()?.split_whitespace().nth(1)?.parse().ok());
+    Ok((wall, rss, out.stdout))
+}
+
+fn cli_steps(sealift: &Path, dir: &Path, report: &mut Report) -> Result<()> {
+    let rss = |k: Option<u64>| {
+        k.map_or("peak RSS ?".to_string(), |k| {
+            format!("peak RSS {}", mib(k * 1024))
+        })
+    };
+    let (wall, kib, out) = run_cli(sealift, dir, &["images"])?;
+    let doc: Value = serde_json::from_slice(&out)?;
+    let n = doc["images"].as_array().map_or(0, Vec::len);
+    report.add(
+        "images, CLI: sealift --json images",
+        Some(wall),
+        format!(
+            "{}, {n} images, {} of JSON",
+            rss(kib),
+            mib(out.len() as u64)
+        ),
+    );
+    let (wall, kib, _) = run_cli(sealift, dir, &["du"])?;
+    report.add("du, CLI: sealift --json du", Some(wall), rss(kib));
+    let (wall, kib, out) = run_cli(sealift, dir, &["verify"])?;
+    let ok = serde_json::from_slice::<Value>(&out)
+        .ok()
+        .and_then(|v| v.get("ok").cloned())
+        .map_or(String::new(), |v| format!(", ok: {v}"));
+    report.add(
+        "verify, CLI: sealift --json verify",
+        Some(wall),
+        format!("{}{ok}", rss(kib)),
+    );
+    Ok(())
+}
+
+fn run(a: &Args) -> Result<()> {
+    let (_tmp, dir) = match &a.dir {
+        Some(d) => (None, d.clone()),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("sealift-scale-")
+                .tempdir_in("/var/tmp")?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    eprintln!(
+        "scale: {} blobs in {} images under {} (dir: {})",
+        a.blobs / a.manifests * a.manifests,
+        a.manifests,
+        a.repos,
+        dir.display()
+    );
+    let mut report = Report::default();
+
+    let t = Instant::now();
+    let store = Store::open(&dir)?;
+    report.add("open empty store", Some(t.elapsed()), "");
+    build(&store, a, &mut report)?;
+    let t = Instant::now();
+    drop(store);
+    let t_close = t.elapsed();
+    let t = Instant::now();
+    let store = Store::open(&dir)?;
+    report.add(
+        "close + reopen store",
+        Some(t_close + t.elapsed()),
+        format!("close {:.2} s", t_close.as_secs_f64()),
+    );
+
+    let t = Instant::now();
+    let r = store.gc(&GcOptions {
+        dry_run: false,
+        grace: Duration::from_secs(3600),
+    })?;
+    report.add(
+        "gc, nothing collectable",
+        Some(t.elapsed()),
+        format!(
+            "live {}, removed {}, orphan files {}",
+            r.live,
+            r.removed.len(),
+            r.orphan_files
+        ),
+    );
+
+    images_in_process(&store, &mut report)?;
+    drop(store);
+    match find_sealift(a) {
+        Some(s) => cli_steps(&s, &dir, &mut report)?,
+        None => report.add(
+            "images, CLI",
+            None,
+            "skipped: --no-cli, or no sealift binary (cargo build --release -p sealift; --sealift PATH)",
+        ),
+    }
+
+    let store = Store::open(&dir)?;
+    let t = Instant::now();
+    let mut removed = 0;
+    for m in (0..a.manifests).step_by(2) {
+        let (repo, tag) = repo_tag(m, a.repos);
+        removed += usize::from(store.remove_tag(&repo, &tag)?);
+    }
+    let d = t.elapsed();
+    report.add(
+        format!("remove {removed} tags"),
+        Some(d),
+        per_sec(removed, d),
+    );
+    let t = Instant::now();
+    let r = store.gc(&GcOptions {
+        dry_run: false,
+        grace: Duration::ZERO,
+    })?;
+    let d = t.elapsed();
+    report.add(
+        "gc grace 0, half the tags removed",
+        Some(d),
+        format!(
+            "removed {} ({}), live {}, {}",
+            r.removed.len(),
+            mib(r.bytes),
+            r.live,
+            per_sec(r.removed.len(), d).replace("/s", " removed/s")
+        ),
+    );
+    drop(store);
+
+    let (files, apparent, allocated) = disk_usage(&dir.join("db"));
+    report.add(
+        "disk: db/ (sled)",
+        None,
+        format!(
+            "{files} files, {} apparent, {} allocated",
+            mib(apparent),
+            mib(allocated)
+        ),
+    );
+    let (files, apparent, allocated) = disk_usage(&dir.join("blobs"));
+    report.add(
+        "disk: blobs/",
+        None,
+        format!(
+            "{files} files, {} apparent, {} allocated",
+            mib(apparent),
+            mib(allocated)
+        ),
+    );
+    report.add(
+        "peak RSS of this process (VmHWM)",
+        None,
+        status_kib("VmHWM:").map_or("unknown".into(), |k| mib(k * 1024)),
+    );
+    println!();
+    report.print();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scale: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
