@@ -129,27 +129,38 @@ impl Source for LayoutDirSource {
     }
 
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
-        let mut out = Vec::new();
-        for e in index_entries(&self.dir).await? {
-            if !mt::is_manifest(&e.media_type) || e.digest == subject.digest {
-                continue;
-            }
-            let Ok(bytes) = self.manifest(&e).await else {
-                continue;
-            };
-            if let Ok(v) = ManifestView::parse(&bytes, Some(&e.media_type)) {
-                if v.subject
-                    .as_ref()
-                    .is_some_and(|s| s.digest == subject.digest)
-                {
-                    let mut d = Descriptor::new(e.media_type.clone(), e.digest.clone(), e.size);
-                    d.artifact_type = v.effective_artifact_type();
-                    out.push(d);
-                }
+        let entries = index_entries(&self.dir).await?;
+        Ok(referrers_among(self, &entries, subject).await)
+    }
+}
+
+/// The index.json entries of a layout whose manifest names `subject`: layouts have no
+/// referrers index, so the entries are read and their `subject` compared.
+pub(crate) async fn referrers_among(
+    src: &dyn Source,
+    entries: &[Descriptor],
+    subject: &Descriptor,
+) -> Vec<Descriptor> {
+    let mut out = Vec::new();
+    for e in entries {
+        if !mt::is_manifest(&e.media_type) || e.digest == subject.digest {
+            continue;
+        }
+        let Ok(bytes) = src.manifest(e).await else {
+            continue;
+        };
+        if let Ok(v) = ManifestView::parse(&bytes, Some(&e.media_type)) {
+            if v.subject
+                .as_ref()
+                .is_some_and(|s| s.digest == subject.digest)
+            {
+                let mut d = Descriptor::new(e.media_type.clone(), e.digest.clone(), e.size);
+                d.artifact_type = v.effective_artifact_type();
+                out.push(d);
             }
         }
-        Ok(out)
     }
+    out
 }
 
 /// A layout directory written as a sink. index.json is merged when the copy finishes.

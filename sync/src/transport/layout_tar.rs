@@ -12,7 +12,7 @@ use sealift_store::{Descriptor, Digest, ManifestView};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::SyncIoBridge;
 
-use super::layout_dir::{index_entry, select};
+use super::layout_dir::{index_entry, referrers_among, select};
 use super::verify::Verified;
 use super::{BlobStream, Root, Sink, Source, TransportError};
 use crate::layout::entry::{classify, EntryPath};
@@ -147,27 +147,7 @@ impl Source for LayoutTarSource {
     }
 
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
-        let mut out = Vec::new();
-        for e in &self.index {
-            if e.digest == subject.digest || !sealift_store::media_type::is_manifest(&e.media_type)
-            {
-                continue;
-            }
-            let Ok(bytes) = self.manifest(e).await else {
-                continue;
-            };
-            if let Ok(v) = ManifestView::parse(&bytes, Some(&e.media_type)) {
-                if v.subject
-                    .as_ref()
-                    .is_some_and(|s| s.digest == subject.digest)
-                {
-                    let mut d = Descriptor::new(e.media_type.clone(), e.digest.clone(), e.size);
-                    d.artifact_type = v.effective_artifact_type();
-                    out.push(d);
-                }
-            }
-        }
-        Ok(out)
+        Ok(referrers_among(self, &self.index, subject).await)
     }
 }
 

@@ -251,25 +251,7 @@ impl Sink for RegistrySink {
                 )));
             }
         }
-        let bytes = self
-            .manifests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&root.digest)
-            .cloned();
-        let bytes = match bytes {
-            Some(b) => b,
-            None => {
-                self.reg
-                    .manifest_get(&self.repo, &root.digest.to_string())
-                    .await?
-                    .bytes
-            }
-        };
-        self.reg
-            .manifest_put(&self.repo, t, &root.media_type, &bytes)
-            .await?;
-        Ok(())
+        self.tag_as(root, t).await
     }
 
     async fn tag_as(&self, root: &Descriptor, tag: &str) -> Result<(), TransportError> {
