@@ -192,31 +192,33 @@ impl LayoutDirSink {
             .is_ok_and(|m| m.is_file() && m.len() == desc.size)
     }
 
-    async fn write(&self, desc: &Descriptor, mut body: BlobStream) -> Result<(), TransportError> {
+    /// Write on a blocking thread in 1 MiB pieces: tokio's File hands every small write to
+    /// the blocking pool, which cost more than the hashing (measured: 132k writes per GiB).
+    async fn write(&self, desc: &Descriptor, body: BlobStream) -> Result<(), TransportError> {
         let dest = blob_path(&self.dir, &desc.digest);
         let tmp = PathBuf::from(format!(
             "{}.{:016x}.partial",
             dest.display(),
             rand::random::<u64>()
         ));
-        let result = async {
-            let mut f = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(io_err(tmp.display()))?;
-            let mut verified = Verified::new(&mut body, desc);
-            tokio::io::copy(&mut verified, &mut f)
-                .await
-                .map_err(io_err(format!("{} ({})", desc.digest, self.describe())))?;
-            f.sync_all().await.map_err(io_err(tmp.display()))?;
-            tokio::fs::rename(&tmp, &dest)
-                .await
-                .map_err(io_err(dest.display()))?;
-            Ok(())
-        }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
+        let what = format!("{} ({})", desc.digest, self.describe());
+        let reader = tokio_util::io::SyncIoBridge::new(Verified::new(body, desc));
+        let result = tokio::task::spawn_blocking(move || {
+            let write = || -> Result<(), TransportError> {
+                let mut f = std::fs::File::create(&tmp).map_err(io_err(tmp.display()))?;
+                let mut r = std::io::BufReader::with_capacity(1 << 20, reader);
+                std::io::copy(&mut r, &mut f).map_err(io_err(&what))?;
+                f.sync_all().map_err(io_err(tmp.display()))?;
+                std::fs::rename(&tmp, &dest).map_err(io_err(dest.display()))?;
+                Ok(())
+            };
+            let r = write();
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
+        })
+        .await?;
         result
     }
 }
