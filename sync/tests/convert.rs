@@ -2,11 +2,14 @@
 //! destination (store, OCI layout directory, registry), against the OCI JSON schemas, and
 //! with skopeo reading the result.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use common::{cp, digest_of};
 use jsonschema::{Draft, JSONSchema};
 use sealift_fixtures::{corpus, gzip, layer_tar, Blob, Layout};
 use sealift_store::diffid::diff_id;
@@ -14,22 +17,12 @@ use sealift_store::media_type::{self as mt, Compression};
 use sealift_store::verify::VerifyOptions;
 use sealift_store::{Digest, ManifestView, Store, StoreRef};
 use sealift_sync::convert::{Convert, Format};
-use sealift_sync::copy::{copy, CopyOptions, CopyReport};
-use sealift_sync::location::Location;
-use sealift_sync::transport::{open_sink, open_source, OpenOptions};
+use sealift_sync::copy::CopyOptions;
 use sealift_testkit::Registry;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-fn digest_of(layout: &Layout, name: &str) -> Digest {
-    layout.find_ref(name).unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 fn src_bytes<'a>(layout: &'a Layout, d: &Digest) -> &'a [u8] {
     layout
@@ -45,20 +38,6 @@ fn opts(compression: Option<Compression>, format: Option<Format>) -> CopyOptions
         }),
         ..Default::default()
     }
-}
-
-async fn cp(
-    src: &str,
-    dst: &str,
-    store: Option<&Arc<Store>>,
-    opts: &CopyOptions,
-) -> Result<CopyReport, String> {
-    let s: Location = src.parse().unwrap();
-    let d: Location = dst.parse().unwrap();
-    let source = open_source(&s, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
-    let sink = open_sink(&d, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
-    // `During` shows its whole chain in its message.
-    copy(source, sink, opts).await.map_err(|e| e.to_string())
 }
 
 fn corpus_dir(tmp: &Path) -> (Layout, PathBuf) {

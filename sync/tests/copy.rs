@@ -1,34 +1,14 @@
 //! The copy engine between every kind of place, against the real distribution registry.
 
+mod common;
+
 use std::sync::Arc;
 
-use sealift_fixtures::{corpus, Layout};
+use common::{cp, digest_of};
+use sealift_fixtures::corpus;
 use sealift_store::{Digest, Platform, Store, StoreRef};
-use sealift_sync::copy::{copy, CopyOptions, CopyReport};
-use sealift_sync::location::Location;
-use sealift_sync::transport::{open_sink, open_source, OpenOptions};
+use sealift_sync::copy::CopyOptions;
 use sealift_testkit::{Fault, FaultProxy, Registry};
-
-fn digest_of(layout: &Layout, name: &str) -> Digest {
-    layout.find_ref(name).unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-async fn cp(
-    src: &str,
-    dst: &str,
-    store: Option<&Arc<Store>>,
-    opts: &CopyOptions,
-) -> Result<CopyReport, String> {
-    let s: Location = src.parse().unwrap();
-    let d: Location = dst.parse().unwrap();
-    let source = open_source(&s, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
-    let sink = open_sink(&d, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
-    copy(source, sink, opts).await.map_err(|e| format!("{e:#}"))
-}
 
 fn skopeo_raw(reference: &str) -> Vec<u8> {
     let out = std::process::Command::new(sealift_testkit::require_tool("skopeo"))
