@@ -1,6 +1,8 @@
 //! Crash safety: SIGKILL a large import at many points; the store always opens, verifies
 //! clean, never shows a partial image, and the import completes when run again.
 
+use std::path::Path;
+use std::process::Child;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -27,26 +29,19 @@ fn killed_imports_leave_a_clean_store_and_resume() {
         .unwrap();
     assert!(status.success());
 
-    // How long a full import takes here, to spread the kills over it (the binary is built
-    // first so the build is not timed).
     sealift_bin();
-    let probe = Env::new();
-    let t0 = Instant::now();
-    probe.ok(&["import", tarball.to_str().unwrap(), "--tag", "big:1"]);
-    let full = t0.elapsed();
-    drop(probe);
 
-    // A deterministic spread of kill points over the import (xorshift, fixed seed).
+    // Kill points are chosen by progress, not by time, so they land mid-import on a fast
+    // machine as on a slow one: after the k-th blob file appears in the store, and in half
+    // the rounds only once the next blob's partial ingest file exists too.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut kills = 0;
     for round in 0..10 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        // Between 2% and 90% of a full import.
-        let at = full
-            .mul_f64(0.02 + (x % 880) as f64 / 1000.0)
-            .max(Duration::from_millis(5));
+        let after = (x % 20) as usize;
+        let mid_blob = round % 2 == 1;
         let mut child = env
             .cmd()
             .args(["import", tarball.to_str().unwrap(), "--tag", "big:1"])
@@ -54,18 +49,22 @@ fn killed_imports_leave_a_clean_store_and_resume() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(at);
+        wait_for_progress(&env, &mut child, after, mid_blob);
         if child.try_wait().unwrap().is_none() {
             // Child::kill sends SIGKILL on Unix.
             child.kill().unwrap();
             kills += 1;
         }
         let _ = child.wait();
+        let at = format!(
+            "{after} blobs{}",
+            if mid_blob { " + a partial one" } else { "" }
+        );
         // The store opens and is consistent after every kill.
         let out = env.run(&["verify"]);
         assert!(
             out.status.success(),
-            "round {round}: verify after kill at {at:?} failed:\n{}{}",
+            "round {round}: verify after kill at {at} failed:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -84,7 +83,8 @@ fn killed_imports_leave_a_clean_store_and_resume() {
         let left: serde_json::Value = serde_json::from_str(&env.ok(&["--json", "du"])).unwrap();
         assert_eq!(left["blobs"], 0, "round {round}: GC left {left}");
     }
-    assert!(kills >= 8, "only {kills} of 10 runs were killed mid-import");
+    // 24 layers and at most 20 blobs before the kill: every run is still importing.
+    assert_eq!(kills, 10, "only {kills} of 10 runs were killed mid-import");
 
     // Kill once more halfway, then re-run: it resumes, keeping what was committed.
     let mut child = env
@@ -94,7 +94,9 @@ fn killed_imports_leave_a_clean_store_and_resume() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(full / 2);
+    wait_for_progress(&env, &mut child, layers / 2, false);
+    // A blob file is renamed in before its record commits; give that commit a moment.
+    std::thread::sleep(Duration::from_millis(50));
     child.kill().unwrap();
     let _ = child.wait();
     let report: serde_json::Value = serde_json::from_str(&env.ok(&[
@@ -111,4 +113,31 @@ fn killed_imports_leave_a_clean_store_and_resume() {
     );
     assert_eq!(env.images(), vec![("big:big".to_string(), digest)]);
     env.ok(&["verify", "--full"]);
+}
+
+/// Number of files directly in `dir` (0 if it does not exist yet).
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Waits until the import in `child` has at least `blobs` blob files in the store (and, with
+/// `partial`, a partial ingest file beside them), or until it exits. Panics after 2 minutes.
+fn wait_for_progress(env: &Env, child: &mut Child, blobs: usize, partial: bool) {
+    let store = env.store();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        let done = count(&store.join("blobs/sha256")) >= blobs;
+        let part = !partial || count(&store.join("ingest")) > 0;
+        if done && part {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "import made no progress in 2 minutes"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
