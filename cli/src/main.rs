@@ -16,10 +16,15 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     init_tracing();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let cli = cli::Cli::parse();
-    match cmd::run(cli) {
+    match cmd::run(cli, args) {
         Ok(cmd::Status::Success) => ExitCode::SUCCESS,
         Ok(cmd::Status::Problems) => ExitCode::from(1),
+        Ok(cmd::Status::Forwarded(code)) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -2,7 +2,6 @@
 //! between any two places it can live.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use sealift_store::media_type::Compression;
@@ -89,7 +88,7 @@ fn run_copy(
     let convert = convert_opts(flags)?;
     let needs_store = matches!(src, Location::Store(_)) || matches!(dst, Location::Store(_));
     let store = if needs_store {
-        Some(Arc::new(ctx.open_store()?))
+        Some(ctx.open_store()?)
     } else {
         None
     };
