@@ -98,11 +98,17 @@ pub fn run(cli: Cli, args: Vec<String>) -> Result<Status> {
     Ok(status)
 }
 
-/// Commands that only read the store, or are safe next to a running sync (gc): these are
-/// what the daemon runs for other processes while it holds the store.
+/// Commands that only read the store, or make small changes that are safe next to a running
+/// sync (gc, tag, rm): these are what the daemon runs for other processes while it holds the
+/// store.
 fn daemon_may_answer(command: &Command) -> bool {
     match command {
-        Command::Images | Command::Inspect(_) | Command::Du | Command::Gc(_) => true,
+        Command::Images
+        | Command::Inspect(_)
+        | Command::Du
+        | Command::Gc(_)
+        | Command::Tag(_)
+        | Command::Rm(_) => true,
         Command::Verify(a) => !a.repair,
         _ => false,
     }
@@ -124,8 +130,8 @@ pub fn run_for_client(store: Arc<Store>, req: control::Request) -> control::Resp
     if !daemon_may_answer(&cli.command) {
         return control::Response {
             stderr: "error: the sync daemon holds this store and runs only images, inspect, \
-                     du, verify (without --repair), gc and sync status/history for other \
-                     processes; stop the daemon to run this command\n"
+                     du, verify (without --repair), gc, tag, rm and sync status/history for \
+                     other processes; stop the daemon to run this command\n"
                 .into(),
             code: 1,
             ..control::Response::default()
