@@ -5,6 +5,7 @@ mod e2e {
 
     mod concurrent;
     mod crash;
+    mod daemon;
     mod hostile;
     mod interop;
     mod registry;

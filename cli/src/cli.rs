@@ -58,6 +58,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Copy an image from the store to a registry or layout
     Push(PushArgs),
+    /// Run the sync jobs of a config file (once, or as a daemon); `sync status`, `sync history`
+    Sync(crate::cmd::sync::SyncArgs),
 }
 
 /// Flags shared by `copy`, `pull` and `push`.

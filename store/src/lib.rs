@@ -27,6 +27,7 @@ pub mod media_type;
 pub mod platform;
 pub mod record;
 pub mod reference;
+pub mod state;
 pub mod store;
 pub mod verify;
 

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use sealift_store::{Digest, Store};
@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, JobConfig};
+use crate::config::{Config, ConfigError};
 use crate::control;
 use crate::inbox::{Inbox, InboxError, Ledger, Outcome};
 use crate::job::{run_job, RunOptions};
@@ -112,15 +112,25 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<(), DaemonErr
             let token = stop.child_token();
             running.insert(job.name.clone(), token.clone());
             let (store, config, job) = (Arc::clone(&store), Arc::clone(&config), job.clone());
-            jobs.spawn(async move {
+            // run_job's future is not Send (higher-ranked borrows inside the copy engine),
+            // so each run gets a blocking thread that drives it on this runtime.
+            let handle = tokio::runtime::Handle::current();
+            jobs.spawn_blocking(move || {
                 let opts = RunOptions {
                     cancel: token,
                     ..RunOptions::default()
                 };
-                let ok = match run_job(&store, &config, &job, &opts).await {
+                let ok = match handle.block_on(run_job(&store, &config, &job, &opts)) {
                     Ok(report) => {
-                        tracing::info!("job {}: {}", job.name, report.summary());
-                        report.failed.is_empty()
+                        tracing::info!(
+                            "job {}: {} copied, {} skipped, {} failed, {} bytes",
+                            job.name,
+                            report.copied.len(),
+                            report.skipped.len(),
+                            report.failed.len(),
+                            report.bytes
+                        );
+                        report.ok()
                     }
                     Err(e) => {
                         tracing::error!("job {}: {e}", job.name);
@@ -243,7 +253,10 @@ fn watcher(
                 && path.parent() == Some(config_dir.as_path())
             {
                 let _ = tx.send(Wake::Config);
-            } else if inbox_dir.as_deref().is_some_and(|d| path.parent() == Some(d)) {
+            } else if inbox_dir
+                .as_deref()
+                .is_some_and(|d| path.parent() == Some(d))
+            {
                 let renamed = matches!(
                     ev.kind,
                     EventKind::Modify(notify::event::ModifyKind::Name(
@@ -324,20 +337,19 @@ struct StoreLedger<'a>(&'a Store);
 impl Ledger for StoreLedger<'_> {
     fn imported(&self, digest: &Digest) -> Option<String> {
         self.0
-            .state_get(INBOX_NAMESPACE, digest.to_string().as_bytes())
+            .state_get::<String>(INBOX_NAMESPACE, digest.to_string().as_bytes())
             .ok()
             .flatten()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
     }
 
     fn record(&self, digest: &Digest, note: &str) -> Result<(), sealift_store::Error> {
-        self.0
-            .state_put(INBOX_NAMESPACE, digest.to_string().as_bytes(), note.as_bytes())
+        self.0.state_put(
+            INBOX_NAMESPACE,
+            digest.to_string().as_bytes(),
+            &note.to_string(),
+        )
     }
 }
 
 /// The state namespace holding imported tarballs' digests.
 const INBOX_NAMESPACE: &str = "inbox";
-
-#[allow(dead_code)]
-fn _unused(_: Instant) {}

@@ -91,11 +91,7 @@ fn daemon_runs_jobs_answers_commands_reloads_and_watches_the_inbox() {
     assert!(err.contains(&pid), "{err}");
 
     // Reload: a second job appears in the config and runs.
-    write_config(
-        &config,
-        &[("sample", &sample), ("corpus", &corpus)],
-        &inbox,
-    );
+    write_config(&config, &[("sample", &sample), ("corpus", &corpus)], &inbox);
     wait_for("the corpus job after reload", || {
         refs(&env)
             .iter()

@@ -2,11 +2,13 @@
 
 mod config;
 mod copy;
+mod daemon;
 mod du;
 mod gc;
 mod images;
 mod inspect;
 mod layout;
+pub mod sync;
 mod tag;
 mod verify;
 
@@ -50,13 +52,20 @@ impl Context {
     /// Open the store (taking its lock), naming it in any error; or the one this process
     /// already has open.
     pub fn open_store(&self) -> Result<Arc<Store>> {
-        if let Some(store) = &self.shared {
-            return Ok(Arc::clone(store));
+        if let Some(store) = self.shared_store() {
+            return Ok(store);
         }
         tracing::debug!("opening store {}", self.store_path.display());
         Store::open(&self.store_path)
             .map(Arc::new)
             .with_context(|| format!("opening store {}", self.store_path.display()))
+    }
+}
+
+impl Context {
+    /// The store this process already has open, if it is the daemon running a command.
+    pub fn shared_store(&self) -> Option<Arc<Store>> {
+        self.shared.clone()
     }
 }
 
@@ -73,7 +82,14 @@ fn store_path(cli: &Cli) -> PathBuf {
 pub fn run(cli: Cli, args: Vec<String>) -> Result<Status> {
     let store_path = store_path(&cli);
     if daemon_may_answer(&cli.command) {
-        let socket = control::socket_path(&store_path);
+        let target = match &cli.command {
+            Command::Sync(a) => {
+                let explicit = store_path != sealift_store::default_store_path();
+                sync::store_for(&store_path, explicit, a)
+            }
+            _ => store_path.clone(),
+        };
+        let socket = control::socket_path(&target);
         if let Some(resp) = control::request(&socket, &control::Request { args })? {
             tracing::debug!("answered by the daemon on {}", socket.display());
             io::stdout().write_all(resp.stdout.as_bytes())?;
@@ -110,6 +126,7 @@ fn daemon_may_answer(command: &Command) -> bool {
         | Command::Tag(_)
         | Command::Rm(_) => true,
         Command::Verify(a) => !a.repair,
+        Command::Sync(a) => a.command.is_some(),
         _ => false,
     }
 }
@@ -173,5 +190,6 @@ fn dispatch(ctx: &Context, command: Command, out: &mut dyn Write) -> Result<Stat
         Command::Copy(a) => copy::copy_cmd(ctx, &a, out),
         Command::Pull(a) => copy::pull(ctx, &a, out),
         Command::Push(a) => copy::push(ctx, &a, out),
+        Command::Sync(a) => sync::run(ctx, &a, out),
     }
 }

@@ -59,6 +59,12 @@ pub struct RegistryConfig {
     pub chunk_size: usize,
     /// Page size (`n`) asked for when listing tags and the catalog (default 1000).
     pub page_size: usize,
+    /// Requests started per second, over every clone (default: unlimited). Retries and
+    /// re-authentications count too.
+    pub requests_per_second: Option<f64>,
+    /// Log and slow down as the registry's `RateLimit-Remaining` header (Docker Hub) runs
+    /// out (default true).
+    pub rate_limit_headers: bool,
 }
 
 impl RegistryConfig {
@@ -77,6 +83,8 @@ impl RegistryConfig {
             timeout: Duration::from_secs(60),
             chunk_size: 16 * 1024 * 1024,
             page_size: 1000,
+            requests_per_second: None,
+            rate_limit_headers: true,
         }
     }
 }
@@ -127,6 +135,7 @@ pub(crate) struct Inner {
     scheme: Mutex<Option<Scheme>>,
     tokens: Mutex<TokenCache>,
     token_fetch: tokio::sync::Mutex<()>,
+    limiter: super::limit::RateLimiter,
 }
 
 /// One request, described so that it can be sent again (retries, re-auth, redirects).
@@ -360,6 +369,7 @@ impl Registry {
             .build()
             .map_err(|e| config_err(format!("HTTP client: {e}")))?;
         let permits = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
+        let cfg_rps = cfg.requests_per_second;
         Ok(Registry {
             inner: Arc::new(Inner {
                 cfg,
@@ -370,6 +380,7 @@ impl Registry {
                 scheme: Mutex::new(None),
                 tokens: Mutex::new(TokenCache::default()),
                 token_fetch: tokio::sync::Mutex::new(()),
+                limiter: super::limit::RateLimiter::new(cfg_rps),
             }),
         })
     }
@@ -418,7 +429,16 @@ impl Registry {
         let mut tried = 0u32;
         loop {
             tried += 1;
+            self.inner.limiter.wait().await;
             let outcome = self.send_authed(req).await;
+            if let Ok(r) = &outcome {
+                if self.inner.cfg.rate_limit_headers {
+                    self.inner
+                        .limiter
+                        .observe(&self.inner.cfg.host, r.header("ratelimit-remaining"))
+                        .await;
+                }
+            }
             let (retry_after, why) = match &outcome {
                 Ok(r)
                     if r.status() == StatusCode::TOO_MANY_REQUESTS

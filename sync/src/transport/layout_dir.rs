@@ -22,7 +22,7 @@ fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Transp
 }
 
 /// Read a layout's index.json entries.
-pub(crate) async fn index_entries(dir: &Path) -> Result<Vec<Descriptor>, TransportError> {
+pub async fn index_entries(dir: &Path) -> Result<Vec<Descriptor>, TransportError> {
     let p = dir.join("index.json");
     let f = tokio::fs::File::open(&p)
         .await

@@ -105,6 +105,11 @@ impl LayoutTarSource {
         })
     }
 
+    /// The index.json entries (ref names say which images the tarball holds).
+    pub fn entries(&self) -> &[Descriptor] {
+        &self.index
+    }
+
     async fn open_blob(
         &self,
         desc: &Descriptor,

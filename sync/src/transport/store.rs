@@ -127,6 +127,21 @@ impl StoreSink {
             lease,
         })
     }
+
+    /// Like [`StoreSink::new`], with a lease that outlives the process for `ttl`: a sync
+    /// killed mid-copy finds what it wrote still there (GC spares it) when it resumes.
+    pub fn with_lease_ttl(
+        store: Arc<Store>,
+        reference: StoreRef,
+        ttl: std::time::Duration,
+    ) -> Result<StoreSink, TransportError> {
+        let lease = store.lease_detached(&format!("sync to {reference}"), Some(ttl))?;
+        Ok(StoreSink {
+            store,
+            reference,
+            lease,
+        })
+    }
 }
 
 impl Drop for StoreSink {

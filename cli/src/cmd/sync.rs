@@ -1,0 +1,251 @@
+//! `sealift sync`: run the jobs of a config file once (or `--job NAME`), `--dry-run` to see
+//! the plan; `sync status` and `sync history` read the run reports kept in the store.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use sealift_sync::job::{job_history, job_status, run_job, JobReport, RunOptions};
+use sealift_sync::Config;
+
+use super::{Context, Status};
+use crate::output::{human_bytes, json, Table};
+
+/// `sealift sync`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SyncArgs {
+    /// What to report instead of running jobs
+    #[command(subcommand)]
+    pub command: Option<SyncCommand>,
+    /// The config file (see config.example.toml)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Run only this job
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// Print what would be copied, skipped and pruned (with bytes); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep running: jobs on their schedules, config reloaded when it changes
+    #[arg(long, conflicts_with_all = ["job", "dry_run"])]
+    pub daemon: bool,
+}
+
+/// `sealift sync status|history`.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// The last run of each job: copied, skipped, failed, bytes, duration
+    Status,
+    /// Past runs, newest first
+    History(HistoryArgs),
+}
+
+/// `sealift sync history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this job
+    pub job: Option<String>,
+    /// How many runs
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub limit: usize,
+}
+
+/// The store a sync uses: `--store`/`SEALIFT_STORE` when given, else the config's
+/// `[store] path`, else the default.
+fn store_path(ctx: &Context, config: Option<&Config>) -> PathBuf {
+    let given = ctx.store_path != sealift_store::default_store_path();
+    match config.and_then(|c| c.store.clone()) {
+        Some(p) if !given => p,
+        _ => ctx.store_path.clone(),
+    }
+}
+
+fn open_store(ctx: &Context, config: Option<&Config>) -> Result<Arc<sealift_store::Store>> {
+    if let Some(store) = ctx.shared_store() {
+        return Ok(store);
+    }
+    let p = store_path(ctx, config);
+    sealift_store::Store::open(&p)
+        .map(Arc::new)
+        .with_context(|| format!("opening store {}", p.display()))
+}
+
+/// The store a `sealift sync ...` command line uses, for finding the daemon that may hold it.
+pub fn store_for(ctx_store: &std::path::Path, explicit: bool, args: &SyncArgs) -> PathBuf {
+    let config = args.config.as_deref().and_then(|p| Config::load(p).ok());
+    match config.and_then(|c| c.store) {
+        Some(p) if !explicit => p,
+        _ => ctx_store.to_path_buf(),
+    }
+}
+
+fn load(args: &SyncArgs) -> Result<Option<Config>> {
+    match &args.config {
+        None => Ok(None),
+        Some(p) => Ok(Some(Config::load(p)?)),
+    }
+}
+
+/// Run `sealift sync ...`.
+pub fn run(ctx: &Context, args: &SyncArgs, out: &mut dyn Write) -> Result<Status> {
+    match &args.command {
+        Some(SyncCommand::Status) => {
+            let config = load(args)?;
+            let store = open_store(ctx, config.as_ref())?;
+            let reports = job_status(&store)?;
+            print_reports(ctx, &reports, out, true)?;
+            Ok(Status::Success)
+        }
+        Some(SyncCommand::History(h)) => {
+            let config = load(args)?;
+            let store = open_store(ctx, config.as_ref())?;
+            let reports = job_history(&store, h.job.as_deref(), h.limit)?;
+            print_reports(ctx, &reports, out, true)?;
+            Ok(Status::Success)
+        }
+        None => run_jobs(ctx, args, out),
+    }
+}
+
+fn run_jobs(ctx: &Context, args: &SyncArgs, out: &mut dyn Write) -> Result<Status> {
+    let Some(path) = &args.config else {
+        bail!("sealift sync needs --config FILE (see config.example.toml)");
+    };
+    let config = Config::load(path)?;
+    if args.daemon {
+        let store = open_store(ctx, Some(&config))?;
+        return super::daemon::run(ctx, path, store);
+    }
+    let jobs: Vec<_> = match &args.job {
+        Some(name) => vec![config
+            .job(name)
+            .with_context(|| format!("no job named {name:?} in {}", path.display()))?
+            .clone()],
+        None => config.jobs.clone(),
+    };
+    if jobs.is_empty() {
+        bail!("{} defines no [[job]]", path.display());
+    }
+    let store = open_store(ctx, Some(&config))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let show = !ctx.quiet && !ctx.json;
+    let opts = RunOptions {
+        dry_run: args.dry_run,
+        on_image: show.then(|| {
+            Arc::new(|r: &sealift_sync::job::ImageResult| {
+                if r.outcome != "skipped" {
+                    let why = r
+                        .reason
+                        .as_deref()
+                        .map(|w| format!(" ({w})"))
+                        .unwrap_or_default();
+                    eprintln!("  {} {} -> {}{why}", r.outcome, r.source, r.destination);
+                }
+            }) as sealift_sync::job::ImageCallback
+        }),
+        ..Default::default()
+    };
+    let mut reports = Vec::new();
+    for job in &jobs {
+        if show {
+            eprintln!(
+                "== job {}{}",
+                job.name,
+                if args.dry_run { " (dry run)" } else { "" }
+            );
+        }
+        let r = rt.block_on(run_job(&store, &config, job, &opts))?;
+        reports.push(r);
+    }
+    print_reports(ctx, &reports, out, false)?;
+    Ok(if reports.iter().all(JobReport::ok) {
+        Status::Success
+    } else {
+        Status::Problems
+    })
+}
+
+fn print_reports(
+    ctx: &Context,
+    reports: &[JobReport],
+    out: &mut dyn Write,
+    summary_only: bool,
+) -> Result<()> {
+    if ctx.json {
+        json(out, reports)?;
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "JOB", "STARTED", "COPIED", "SKIPPED", "FAILED", "PRUNED", "BYTES", "DURATION",
+    ]);
+    for r in reports {
+        let started = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.started_ms),
+        );
+        t.row(vec![
+            format!("{}{}", r.job, if r.dry_run { " (dry run)" } else { "" }),
+            started.to_string(),
+            r.copied.len().to_string(),
+            r.skipped.len().to_string(),
+            (r.failed.len() + usize::from(r.error.is_some())).to_string(),
+            r.pruned
+                .iter()
+                .filter(|p| p.removed || r.dry_run)
+                .count()
+                .to_string(),
+            human_bytes(r.bytes),
+            format!("{:.1}s", r.duration_ms as f64 / 1000.0),
+        ]);
+    }
+    t.write(out)?;
+    for r in reports {
+        if let Some(e) = &r.error {
+            writeln!(out, "{}: error: {e}", r.job)?;
+        }
+        for f in &r.failed {
+            writeln!(
+                out,
+                "{}: failed {}: {}",
+                r.job,
+                f.source,
+                f.reason.as_deref().unwrap_or("")
+            )?;
+        }
+        if summary_only {
+            continue;
+        }
+        if r.dry_run {
+            for c in &r.copied {
+                writeln!(
+                    out,
+                    "{}: would copy {} -> {} ({})",
+                    r.job,
+                    c.source,
+                    c.destination,
+                    human_bytes(c.bytes)
+                )?;
+            }
+        }
+        for p in &r.pruned {
+            let verb = if p.removed {
+                "pruned"
+            } else if r.dry_run {
+                "would prune"
+            } else {
+                "kept"
+            };
+            writeln!(out, "{}: {verb} {} ({})", r.job, p.destination, p.reason)?;
+        }
+        if r.cancelled {
+            writeln!(out, "{}: cancelled before every image was done", r.job)?;
+        }
+    }
+    Ok(())
+}
