@@ -15,12 +15,14 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    init_tracing();
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let cli = cli::Cli::parse();
+    // A daemon's log is how its operator sees it work: info by default.
+    let daemon = matches!(&cli.command, cli::Command::Sync(a) if a.daemon);
+    init_tracing(if daemon { "info" } else { "warn" });
     match cmd::run(cli, args) {
         Ok(cmd::Status::Success) => ExitCode::SUCCESS,
         Ok(cmd::Status::Problems) => ExitCode::from(1),
@@ -34,13 +36,13 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr, filtered by `SEALIFT_LOG` (e.g. `debug`, `sealift_store=trace`);
-/// warnings and errors only by default.
-fn init_tracing() {
+/// `default` (warnings and errors, or info for the daemon) otherwise.
+fn init_tracing(default: &str) {
     let (filter, bad) = match EnvFilter::try_from_env("SEALIFT_LOG") {
         Ok(f) => (f, None),
         Err(e) => {
             let bad = std::env::var("SEALIFT_LOG").ok().map(|v| (v, e));
-            (EnvFilter::new("warn"), bad)
+            (EnvFilter::new(default), bad)
         }
     };
     tracing_subscriber::fmt()
