@@ -228,7 +228,9 @@ mod tests {
         };
         assert_eq!(sel.select(&tags), s(&["latest"]));
         let sig = format!("sha256-{}.sig", "a".repeat(64));
-        assert!(TagSelection::default().select(std::slice::from_ref(&sig)).is_empty());
+        assert!(TagSelection::default()
+            .select(std::slice::from_ref(&sig))
+            .is_empty());
         let sel = TagSelection {
             list: vec![sig.clone()],
             ..Default::default()
