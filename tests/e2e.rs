@@ -10,4 +10,5 @@ mod e2e {
     mod interop;
     mod registry;
     mod roundtrip;
+    mod sync;
 }

@@ -105,6 +105,15 @@ pub fn tag_version(tag: &str) -> Option<semver::Version> {
     semver::Version::parse(&padded).ok()
 }
 
+/// `sha256-<64 hex>` with an optional `.suffix`.
+pub fn is_digest_tag(t: &str) -> bool {
+    let Some(rest) = t.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest.split('.').next().unwrap_or("");
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Which tags of a repository a job takes.
 #[derive(Clone, Debug, Default)]
 pub struct TagSelection {
@@ -128,11 +137,19 @@ impl TagSelection {
     }
 
     /// The chosen tags among `tags`, in a stable order (versions ascending, then others
-    /// by name).
+    /// by name). Tags naming a digest (`sha256-<hex>`, `sha256-<hex>.sig`: the referrers
+    /// fallback and cosign) are taken only when listed: they travel with their subject
+    /// when the job copies referrers.
     pub fn select(&self, tags: &[String]) -> Vec<String> {
         let mut out: Vec<(Option<semver::Version>, String)> = tags
             .iter()
-            .filter(|t| self.list.is_empty() || self.list.contains(t))
+            .filter(|t| {
+                if self.list.is_empty() {
+                    !is_digest_tag(t)
+                } else {
+                    self.list.contains(t)
+                }
+            })
             .filter(|t| self.filter.accepts(t))
             .map(|t| (tag_version(t), t.clone()))
             .filter(|(v, _)| match &self.semver {
@@ -210,6 +227,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(sel.select(&tags), s(&["latest"]));
+        let sig = format!("sha256-{}.sig", "a".repeat(64));
+        assert!(TagSelection::default()
+            .select(std::slice::from_ref(&sig))
+            .is_empty());
+        let sel = TagSelection {
+            list: vec![sig.clone()],
+            ..Default::default()
+        };
+        assert_eq!(sel.select(std::slice::from_ref(&sig)), vec![sig]);
         assert!(NameFilter::new(&[], &[], &s(&["("]), &[]).is_err());
     }
 

@@ -465,13 +465,19 @@ pub async fn run_job(
     };
     match list_source(store, config, job).await {
         Err(e) => report.error = Some(e),
-        Ok(listing) => {
+        Ok(mut listing) => {
+            let keep = keep_set(&cx, &listing)?;
+            if let Some(keep) = &keep {
+                listing
+                    .images
+                    .retain(|i| keep.contains(&(i.repo.clone(), i.tag.clone())));
+            }
             if let Place::LayoutTar { path } = &job.destination {
                 bundle(&cx, &listing, path, &mut report).await?;
             } else {
                 images(&cx, &listing, &mut report).await;
                 if !report.cancelled && report.error.is_none() {
-                    retention(&cx, &listing, &mut report).await?;
+                    retention(&cx, &listing, keep.as_ref(), &mut report).await?;
                 }
             }
         }
@@ -833,61 +839,84 @@ async fn bundle(
     Ok(())
 }
 
+type Key = (String, String);
+
+/// With `keep_last`: the `(source repo, tag)`s to keep, per destination repository the N
+/// highest versions (or, when not all tags are versions, the N most recently first copied;
+/// tags not copied yet count as newest) among the tags selected now and those the job
+/// copied before whose source tag still exists. Computed before copying, so a tag that
+/// would be pruned is never copied first.
+fn keep_set(cx: &Ctx<'_>, listing: &Listing) -> Result<Option<HashSet<Key>>, SyncError> {
+    let Some(n) = cx.job.retention.keep_last else {
+        return Ok(None);
+    };
+    let mut by_dest: BTreeMap<String, HashMap<Key, u64>> = BTreeMap::new();
+    for (repo, tag, st) in state::all(cx.store, &cx.job.name)? {
+        if repo.is_empty() || is_gone(cx, listing, &repo, &tag) {
+            continue;
+        }
+        by_dest
+            .entry(st.destination_repo.clone())
+            .or_default()
+            .insert((repo, tag), st.first_copied);
+    }
+    for i in &listing.images {
+        by_dest
+            .entry(dest_repo(cx.job, &i.repo))
+            .or_default()
+            .entry((i.repo.clone(), i.tag.clone()))
+            .or_insert(u64::MAX);
+    }
+    let mut keep = HashSet::new();
+    for (_, v) in by_dest {
+        let mut v: Vec<(Key, u64)> = v.into_iter().collect();
+        let all_versions = v.iter().all(|x| select::tag_version(&x.0 .1).is_some());
+        v.sort_by(|a, b| {
+            if all_versions {
+                select::tag_version(&a.0 .1).cmp(&select::tag_version(&b.0 .1))
+            } else {
+                (a.1, &a.0 .1).cmp(&(b.1, &b.0 .1))
+            }
+        });
+        let skip = v.len().saturating_sub(n);
+        keep.extend(v.into_iter().skip(skip).map(|x| x.0));
+    }
+    Ok(Some(keep))
+}
+
+/// Whether `repo:tag` is gone from a source repository whose whole tag list was read.
+fn is_gone(cx: &Ctx<'_>, listing: &Listing, repo: &str, tag: &str) -> bool {
+    cx.job.retention.prune_gone
+        && listing
+            .tags
+            .get(repo)
+            .is_some_and(|tags| !tags.contains(tag))
+}
+
 /// Retention: remove destination tags this job wrote whose source tag is gone, and those
-/// beyond `keep_last` per destination repository. Only tags the job itself recorded are
-/// ever touched.
+/// outside the `keep_last` set. Only tags the job itself recorded are ever touched.
 async fn retention(
     cx: &Ctx<'_>,
     listing: &Listing,
+    keep: Option<&HashSet<Key>>,
     report: &mut JobReport,
 ) -> Result<(), SyncError> {
     let r = &cx.job.retention;
     if r.keep_last.is_none() && !r.prune_gone {
         return Ok(());
     }
-    let all = state::all(cx.store, &cx.job.name)?;
     let mut doomed: Vec<(String, String, TagState, &'static str)> = Vec::new();
     let mut kept: Vec<(String, String, TagState)> = Vec::new();
-    for (repo, tag, st) in all {
+    for (repo, tag, st) in state::all(cx.store, &cx.job.name)? {
         if repo.is_empty() {
             continue;
         }
-        let gone = r.prune_gone
-            && listing
-                .tags
-                .get(&repo)
-                .is_some_and(|tags| !tags.contains(&tag));
-        if gone {
+        if is_gone(cx, listing, &repo, &tag) {
             doomed.push((repo, tag, st, "gone from source"));
+        } else if keep.is_some_and(|k| !k.contains(&(repo.clone(), tag.clone()))) {
+            doomed.push((repo, tag, st, "beyond keep_last"));
         } else {
             kept.push((repo, tag, st));
-        }
-    }
-    if let Some(n) = r.keep_last {
-        let mut by_dest: BTreeMap<String, Vec<(String, String, TagState)>> = BTreeMap::new();
-        for k in kept.drain(..) {
-            by_dest
-                .entry(k.2.destination_repo.clone())
-                .or_default()
-                .push(k);
-        }
-        for (_, mut v) in by_dest {
-            let all_versions = v.iter().all(|x| select::tag_version(&x.1).is_some());
-            v.sort_by(|a, b| {
-                if all_versions {
-                    select::tag_version(&a.1).cmp(&select::tag_version(&b.1))
-                } else {
-                    (a.2.first_copied, &a.1).cmp(&(b.2.first_copied, &b.1))
-                }
-            });
-            let extra = v.len().saturating_sub(n);
-            for (i, x) in v.into_iter().enumerate() {
-                if i < extra {
-                    doomed.push((x.0, x.1, x.2, "beyond keep_last"));
-                } else {
-                    kept.push(x);
-                }
-            }
         }
     }
     for (repo, tag, st, why) in doomed {
