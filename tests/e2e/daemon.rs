@@ -90,6 +90,15 @@ fn daemon_runs_jobs_answers_commands_reloads_and_watches_the_inbox() {
     let pid = daemon.0.id().to_string();
     assert!(err.contains(&pid), "{err}");
 
+    // A config broken by an edit is not loaded: the daemon keeps the old one and runs on.
+    std::fs::write(&config, "[[job]]\nname = \"broken\"\nsource = 42\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "a bad config stopped the daemon"
+    );
+    assert_eq!(refs(&env), first);
+
     // Reload: a second job appears in the config and runs.
     write_config(&config, &[("sample", &sample), ("corpus", &corpus)], &inbox);
     wait_for("the corpus job after reload", || {
