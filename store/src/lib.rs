@@ -29,6 +29,7 @@ pub mod record;
 pub mod reference;
 pub mod store;
 pub mod verify;
+pub mod watch;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, Result};
