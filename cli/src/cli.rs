@@ -58,6 +58,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Copy an image from the store to a registry or layout
     Push(PushArgs),
+    /// Serve the store as a read-only OCI registry (until SIGINT/SIGTERM)
+    Serve(crate::cmd::serve::ServeArgs),
 }
 
 /// Flags shared by `copy`, `pull` and `push`.

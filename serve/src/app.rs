@@ -1,6 +1,7 @@
 //! The axum application: shared state, the access log, auth, and dispatch by route.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State as Extract};
@@ -9,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use sealift_store::{Repo, Store};
-use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::auth::Htpasswd;
@@ -80,7 +81,15 @@ pub fn router(state: Arc<State>) -> Router {
         .layer(middleware::map_response(api_version))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(|req: &Request| {
+                    let peer = req.extensions().get::<SocketAddr>().copied();
+                    tracing::info_span!(
+                        "request",
+                        peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
+                        method = %req.method(),
+                        uri = %req.uri(),
+                    )
+                })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),

@@ -7,6 +7,7 @@ mod gc;
 mod images;
 mod inspect;
 mod layout;
+pub(crate) mod serve;
 mod tag;
 mod verify;
 
@@ -74,6 +75,7 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Copy(a) => copy::copy_cmd(&ctx, &a, &mut out),
         Command::Pull(a) => copy::pull(&ctx, &a, &mut out),
         Command::Push(a) => copy::push(&ctx, &a, &mut out),
+        Command::Serve(a) => serve::run(&ctx, &a, &mut out),
     };
     // Print what was written even when the command then failed (rm of several refs).
     let flushed = out.flush().context("writing to stdout");
