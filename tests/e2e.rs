@@ -9,4 +9,5 @@ mod e2e {
     mod interop;
     mod registry;
     mod roundtrip;
+    mod serve;
 }
