@@ -1,14 +1,14 @@
 //! `GET`/`HEAD /v2/<name>/blobs/<digest>`: streamed from the blob file, with `Range`.
 
-use std::io::{Seek, SeekFrom};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use bytes::Bytes;
 use sealift_store::{Digest, Repo};
-use tokio::io::AsyncReadExt as _;
-use tokio_util::io::ReaderStream;
 
 use crate::app::{etag, not_modified, with_digest, State};
 use crate::error::{ApiError, Code};
@@ -18,6 +18,40 @@ use crate::range::{self, Span};
 /// pool, so small reads cost CPU per byte; 1 MiB keeps that negligible while a slow client
 /// holds at most a few MiB per connection (hyper applies back-pressure).
 pub const CHUNK: usize = 1024 * 1024;
+
+/// The body: `len` bytes of `file` from its current position, read a chunk at a time on
+/// the blocking pool straight into the buffer that becomes the chunk (tokio's `File` would
+/// read into its own buffer and copy). No thread is held while the client is slow: the next
+/// read starts only when hyper asks for the next chunk.
+fn stream(file: File, len: u64, digest: Digest) -> Body {
+    let chunks = futures_util::stream::try_unfold((file, len), move |(file, left)| {
+        let digest = digest.clone();
+        async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let n = left.min(CHUNK as u64);
+            let (file, buf) = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::with_capacity(n as usize);
+                (&file).take(n).read_to_end(&mut buf).map(|_| (file, buf))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            if buf.len() as u64 != n {
+                // Shorter than its record: truncated under us. Fail the body rather
+                // than let the client see a clean end.
+                let short = left - buf.len() as u64;
+                tracing::error!("blob {digest} ended {short} bytes early");
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("blob {digest} is shorter than its record"),
+                ));
+            }
+            Ok(Some((Bytes::from(buf), (file, left - n))))
+        }
+    });
+    Body::from_stream(chunks)
+}
 
 /// Answer a blob request.
 pub async fn get(
@@ -120,8 +154,7 @@ pub async fn get(
                 file.seek(SeekFrom::Start(start))
                     .map_err(|e| ApiError::store(&format!("blob {digest}"), &e))?;
             }
-            let reader = tokio::fs::File::from_std(file).take(len);
-            Body::from_stream(ReaderStream::with_capacity(reader, CHUNK))
+            stream(file, len, digest)
         }
     };
     resp.body(body)

@@ -49,10 +49,7 @@ fn serve_prints_its_address_serves_pulls_and_stops_on_sigterm() {
 
     // SIGTERM: a clean exit, and the store is free again.
     let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
