@@ -54,23 +54,15 @@ BENCH_NAME=registry.sh
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIG_LAYER_MB=${BENCH_BIG_LAYER_MB:-1024}
-REGISTRY_BIN=${REGISTRY_BIN:-/usr/bin/docker-registry}
-
+# shellcheck source=benches/lib-registry.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-registry.sh"
 bench_need_time
-for tool in skopeo curl "$REGISTRY_BIN"; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "$BENCH_NAME: $tool not found (Debian/Ubuntu: apt-get install -y skopeo docker-registry curl)" >&2
-        exit 2
-    fi
-done
+registry_need_tools
 
 bench_build
 bench_workdir sealift-registry
 
 # --- registries ------------------------------------------------------------------------
-
-# shellcheck source=benches/registries.sh
-source "$(dirname "${BASH_SOURCE[0]}")/registries.sh"
 
 bench_on_exit() {
     registry_stop SRC

@@ -36,16 +36,12 @@ BENCH_NAME=sync.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REPOS=${BENCH_REPOS:-12}
 NTAGS=${BENCH_TAGS:-5}
-REGISTRY_BIN=${REGISTRY_BIN:-/usr/bin/docker-registry}
 MKCORPUS=$TARGET/release/make-mirror-corpus
+# shellcheck source=benches/lib-registry.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-registry.sh"
 
 bench_need_time
-for tool in skopeo curl "$REGISTRY_BIN"; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "$BENCH_NAME: $tool not found (Debian/Ubuntu: apt-get install -y skopeo docker-registry curl)" >&2
-        exit 2
-    fi
-done
+registry_need_tools
 if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
     echo "== building sealift and make-mirror-corpus (release)" >&2
     (cd "$ROOT" && cargo build --release -q -p sealift -p sealift-fixtures)
@@ -53,8 +49,6 @@ fi
 bench_workdir sealift-sync
 
 export REGISTRY_ACCESSLOG=1
-# shellcheck source=benches/registries.sh
-source "$(dirname "${BASH_SOURCE[0]}")/registries.sh"
 
 bench_on_exit() {
     registry_stop SRC

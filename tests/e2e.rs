@@ -10,5 +10,6 @@ mod e2e {
     mod interop;
     mod registry;
     mod roundtrip;
+    mod serve;
     mod sync;
 }

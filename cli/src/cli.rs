@@ -60,6 +60,8 @@ pub enum Command {
     Push(PushArgs),
     /// Run the sync jobs of a config file (once, or as a daemon); `sync status`, `sync history`
     Sync(crate::cmd::sync::SyncArgs),
+    /// Serve the store as a read-only OCI registry (until SIGINT/SIGTERM)
+    Serve(crate::cmd::serve::ServeArgs),
 }
 
 /// Flags shared by `copy`, `pull` and `push`.

@@ -30,6 +30,7 @@ pub mod reference;
 pub mod state;
 pub mod store;
 pub mod verify;
+pub mod watch;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, Result};

@@ -32,7 +32,7 @@ impl Drop for Daemon {
 
 fn write_config(path: &Path, jobs: &[(&str, &Path)], inbox: &Path) {
     let mut text = format!(
-        "[inbox]\npath = {:?}\nsettle = \"1s\"\n",
+        "[inbox]\npath = {:?}\nsettle = \"1s\"\n\n[serve]\naddr = \"127.0.0.1:0\"\n",
         inbox.to_str().unwrap()
     );
     for (name, layout) in jobs {
@@ -70,6 +70,24 @@ fn daemon_runs_jobs_answers_commands_reloads_and_watches_the_inbox() {
             .unwrap(),
     );
 
+    // Its log names the address `[serve]` bound (port 0: a free one).
+    let stderr = daemon.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(addr) = line.split("serving the store on ").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon logs the address it serves on");
+
     // The job runs at start, and `images` answers through the daemon.
     let socket = env.store().join("daemon.sock");
     wait_for("the control socket", || socket.exists().then_some(()));
@@ -80,6 +98,13 @@ fn daemon_runs_jobs_answers_commands_reloads_and_watches_the_inbox() {
     assert_eq!(first, ["sample/hello:1.0", "sample/tools:1.0"]);
     env.ok(&["du"]);
     env.ok(&["inspect", "sample/hello:1.0"]);
+    // The same process serves the store read-only.
+    let tags = tool_ok(
+        "curl",
+        &["-fsS", &format!("http://{addr}/v2/sample/hello/tags/list")],
+    );
+    let tags: serde_json::Value = serde_json::from_slice(&tags).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["1.0"]));
     env.ok(&["sync", "status"]);
     env.ok(&["verify"]);
     // GC runs inside the daemon, next to its jobs; it keeps the tagged images.

@@ -21,9 +21,15 @@ pub fn sealift_bin() -> PathBuf {
     BUILD.call_once(|| {
         let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
         let fresh = built.is_some_and(|b| {
-            ["cli/src", "store/src", "sync/src", "Cargo.lock"]
-                .iter()
-                .all(|p| newest(&root().join(p)).is_none_or(|n| n <= b))
+            [
+                "cli/src",
+                "store/src",
+                "sync/src",
+                "serve/src",
+                "Cargo.lock",
+            ]
+            .iter()
+            .all(|p| newest(&root().join(p)).is_none_or(|n| n <= b))
         });
         if fresh {
             return;

@@ -8,6 +8,7 @@ mod gc;
 mod images;
 mod inspect;
 mod layout;
+pub(crate) mod serve;
 pub mod sync;
 mod tag;
 mod verify;
@@ -191,5 +192,6 @@ fn dispatch(ctx: &Context, command: Command, out: &mut dyn Write) -> Result<Stat
         Command::Pull(a) => copy::pull(ctx, &a, out),
         Command::Push(a) => copy::push(ctx, &a, out),
         Command::Sync(a) => sync::run(ctx, &a, out),
+        Command::Serve(a) => serve::run(ctx, &a, out),
     }
 }

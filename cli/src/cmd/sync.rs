@@ -117,7 +117,7 @@ fn run_jobs(ctx: &Context, args: &SyncArgs, out: &mut dyn Write) -> Result<Statu
     let config = Config::load(path)?;
     if args.daemon {
         let store = open_store(ctx, Some(&config))?;
-        return super::daemon::run(ctx, path, store);
+        return super::daemon::run(ctx, &config, store);
     }
     let jobs: Vec<_> = match &args.job {
         Some(name) => vec![config

@@ -1,11 +1,25 @@
-# benches/registries.sh: start and stop distribution registries for the benchmarks. Source
-# it after lib.sh and bench_workdir (it uses W, BENCH_NAME and REGISTRY_BIN).
+# benches/lib-registry.sh: the distribution registry for benchmark scripts (registry.sh,
+# serve.sh). Source it after lib.sh. Sourcing sets REGISTRY_BIN (default
+# /usr/bin/docker-registry); the functions use W (from bench_workdir) and BENCH_NAME.
 #
-#   free_port                 a port nothing listens on (yet)
+#   registry_need_tools        exit 2 unless skopeo, curl and REGISTRY_BIN are installed
+#   free_port                  a TCP port on 127.0.0.1 nothing answers on
 #   registry_start NAME [PORT] serve $W/NAME.data on 127.0.0.1:PORT; sets NAME_PID, NAME_HOST;
-#                             its log (with REGISTRY_ACCESSLOG=1, one line per request) is
-#                             $W/NAME.log
-#   registry_stop NAME        kill it and wait
+#                              its log (with REGISTRY_ACCESSLOG=1, one line per request) is
+#                              $W/NAME.log
+#   registry_stop NAME         kill it and wait
+
+REGISTRY_BIN=${REGISTRY_BIN:-/usr/bin/docker-registry}
+
+registry_need_tools() {
+    local tool
+    for tool in skopeo curl "$REGISTRY_BIN"; do
+        if ! command -v "$tool" >/dev/null; then
+            echo "$BENCH_NAME: $tool not found (Debian/Ubuntu: apt-get install -y skopeo docker-registry curl)" >&2
+            exit 2
+        fi
+    done
+}
 
 free_port() {
     local p
@@ -83,4 +97,3 @@ registry_stop() {
         printf -v "$var" '%s' ""
     fi
 }
-

@@ -1,0 +1,162 @@
+//! `GET`/`HEAD /v2/<name>/blobs/<digest>`: streamed from the blob file, with `Range`.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use sealift_store::{Digest, Repo};
+
+use crate::app::{etag, not_modified, with_digest, State};
+use crate::error::{ApiError, Code};
+use crate::range::{self, Span};
+
+/// Bytes read from the blob file at a time. Each read is one hand-off to tokio's blocking
+/// pool, so small reads cost CPU per byte; 1 MiB keeps that negligible while a slow client
+/// holds at most a few MiB per connection (hyper applies back-pressure).
+pub const CHUNK: usize = 1024 * 1024;
+
+/// The body: `len` bytes of `file` from its current position, read a chunk at a time on
+/// the blocking pool straight into the buffer that becomes the chunk (tokio's `File` would
+/// read into its own buffer and copy). No thread is held while the client is slow: the next
+/// read starts only when hyper asks for the next chunk.
+fn stream(file: File, len: u64, digest: Digest) -> Body {
+    let chunks = futures_util::stream::try_unfold((file, len), move |(file, left)| {
+        let digest = digest.clone();
+        async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let n = left.min(CHUNK as u64);
+            let (file, buf) = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::with_capacity(n as usize);
+                (&file).take(n).read_to_end(&mut buf).map(|_| (file, buf))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            if buf.len() as u64 != n {
+                // Shorter than its record: truncated under us. Fail the body rather
+                // than let the client see a clean end.
+                let short = left - buf.len() as u64;
+                tracing::error!("blob {digest} ended {short} bytes early");
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("blob {digest} is shorter than its record"),
+                ));
+            }
+            Ok(Some((Bytes::from(buf), (file, left - n))))
+        }
+    });
+    Body::from_stream(chunks)
+}
+
+/// Answer a blob request.
+pub async fn get(
+    state: &Arc<State>,
+    repo: Repo,
+    digest: Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let d = digest.clone();
+    let (size, file) = state
+        .blocking(move |s| {
+            let unknown = |what: String| {
+                s.unknown(
+                    &repo,
+                    ApiError::new(StatusCode::NOT_FOUND, Code::BlobUnknown, what),
+                )
+            };
+            if !s.reach.contains(&s.store, &repo, &d)? {
+                return Err(unknown(format!("blob {d} is not in repository {repo}")));
+            }
+            let Some(rec) = s.store.record(&d)? else {
+                return Err(unknown(format!("blob {d} is not in the store")));
+            };
+            if head {
+                return Ok((rec.size, None));
+            }
+            let file = match s.store.open_blob(&d) {
+                Ok(f) => f,
+                Err(sealift_store::Error::NotFound(_)) => {
+                    return Err(unknown(format!("blob {d} is not in the store")))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let len = file
+                .metadata()
+                .map_err(|e| ApiError::store(&format!("blob {d}"), &e))?
+                .len();
+            if len != rec.size {
+                return Err(ApiError::store(
+                    &format!("blob {d}"),
+                    &format!(
+                        "its file holds {len} bytes, the record says {} (run `sealift verify`)",
+                        rec.size
+                    ),
+                ));
+            }
+            Ok((rec.size, Some(file)))
+        })
+        .await?;
+
+    let tag = etag(&digest);
+    let resp = with_digest(Response::builder(), &digest)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, "application/octet-stream");
+    if not_modified(headers, &tag) {
+        return resp
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .map_err(|e| ApiError::store("building a response", &e));
+    }
+    // A range for another version of the content (If-Range) means: send it all.
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| {
+            headers
+                .get(header::IF_RANGE)
+                .is_none_or(|v| v.as_bytes() == tag.as_bytes())
+        });
+    let (resp, start, len) = match range::span(range, size) {
+        Span::Full => (resp.status(StatusCode::OK), 0, size),
+        Span::Part { start, end } => (
+            resp.status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")),
+            start,
+            end - start + 1,
+        ),
+        Span::Unsatisfiable => {
+            return Err(ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Code::RangeInvalid,
+                format!(
+                    "range {:?} is outside blob {digest} ({size} bytes)",
+                    range.unwrap_or("")
+                ),
+            )
+            .with_header(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}"))
+                    .unwrap_or(HeaderValue::from_static("bytes */0")),
+            ))
+        }
+    };
+    let resp = resp.header(header::CONTENT_LENGTH, len);
+    let body = match file {
+        None => Body::empty(),
+        Some(mut file) => {
+            if start > 0 {
+                file.seek(SeekFrom::Start(start))
+                    .map_err(|e| ApiError::store(&format!("blob {digest}"), &e))?;
+            }
+            stream(file, len, digest)
+        }
+    };
+    resp.body(body)
+        .map_err(|e| ApiError::store("building a response", &e))
+}

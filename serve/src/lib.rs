@@ -1,0 +1,115 @@
+//! sealift-serve: the store as a read-only OCI distribution registry.
+//!
+//! Clients (podman, containerd, skopeo, kubelets, sealift itself) pull straight from the
+//! store: no second copy, manifests served as their exact stored bytes, blobs streamed from
+//! the blob files with `Range` support, tags and the catalog paginated, and the OCI 1.1
+//! referrers API computed from the store's referrer index. Every write method answers 405.
+//!
+//! Content is scoped to repositories, as a registry scopes it: a digest is served under
+//! `<name>` only when a tag of `<name>` reaches it (through the manifest graph and the
+//! referrers of every manifest on the way). The reachable sets are cached per repository
+//! and dropped whenever a tag or referrer link changes ([`sealift_store::watch`]).
+//!
+//! The sync daemon runs the same server in its own process: [`bind`] then [`Server::run`]
+//! with its shutdown future. [`ServeOptions`] deserialises from a `[serve]` config section.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let store = Arc::new(sealift_store::Store::open("/var/lib/sealift")?);
+//! let opts = sealift_serve::ServeOptions {
+//!     addr: "127.0.0.1:0".parse()?,
+//!     ..Default::default()
+//! };
+//! let server = sealift_serve::bind(store, &opts).await?;
+//! println!("serving on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod accept;
+mod app;
+mod auth;
+mod blob;
+mod error;
+mod listen;
+mod manifest;
+mod range;
+mod reach;
+mod referrer;
+mod route;
+mod tag;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sealift_store::Store;
+
+pub use error::ServeError;
+pub use listen::Server;
+
+/// How to serve. Field names are the keys of a `[serve]` config section.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeOptions {
+    /// Address to listen on (`127.0.0.1:5000`; port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// htpasswd file with bcrypt entries (`htpasswd -B`): when set, every request needs
+    /// basic auth from one of its users.
+    pub htpasswd: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (with `tls_cert`).
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback. Off by default: passwords and
+    /// content would cross the network in clear.
+    pub insecure_plain_http: bool,
+    /// How long a graceful shutdown waits for requests in flight (seconds, default 30).
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            htpasswd: None,
+            tls_cert: None,
+            tls_key: None,
+            insecure_plain_http: false,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Check the options, load the htpasswd file and TLS keys, and bind the listener. Fails
+/// before binding on anything wrong in the options, naming the file or flag at fault.
+pub async fn bind(store: Arc<Store>, opts: &ServeOptions) -> Result<Server, ServeError> {
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (None, None) => None,
+        (Some(_), None) => return Err(ServeError::TlsHalf { missing: "tls_key" }),
+        (None, Some(_)) => {
+            return Err(ServeError::TlsHalf {
+                missing: "tls_cert",
+            })
+        }
+    };
+    if tls.is_none() && !opts.addr.ip().is_loopback() && !opts.insecure_plain_http {
+        return Err(ServeError::PlainHttpNotLoopback { addr: opts.addr });
+    }
+    let auth = match &opts.htpasswd {
+        Some(p) => Some(auth::Htpasswd::load(p)?),
+        None => None,
+    };
+    let state = app::State::new(store, auth);
+    listen::Server::bind(
+        opts.addr,
+        state,
+        tls,
+        Duration::from_secs(opts.shutdown_grace_secs),
+    )
+    .await
+}
