@@ -8,7 +8,8 @@
 //! Content is scoped to repositories, as a registry scopes it: a digest is served under
 //! `<name>` only when a tag of `<name>` reaches it (through the manifest graph and the
 //! referrers of every manifest on the way). The reachable sets are cached per repository
-//! and dropped whenever a tag or referrer link changes ([`sealift_store::watch`]).
+//! and dropped whenever a tag or referrer link changes ([`sealift_store::watch`]); a digest
+//! tagged a moment ago is never refused.
 //!
 //! The sync daemon runs the same server in its own process: [`bind`] then [`Server::run`]
 //! with its shutdown future. [`ServeOptions`] deserialises from a `[serve]` config section.

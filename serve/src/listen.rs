@@ -76,7 +76,9 @@ impl Server {
             tls,
             grace,
         } = self;
+        state.reach.set_watch(Some(state.store.watch_reach()));
         let watcher = tokio::spawn(watch_store(state.clone()));
+        let state_after = state.clone();
         let router = app::router(state);
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -150,6 +152,7 @@ impl Server {
         };
         drop(listener);
         watcher.abort();
+        state_after.reach.set_watch(None);
         if tokio::time::timeout(grace, graceful.shutdown())
             .await
             .is_err()
@@ -165,8 +168,7 @@ impl Server {
 
 /// Drop cached reachable sets whenever a tag or referrer link changes.
 async fn watch_store(state: Arc<State>) {
-    let mut watch = state.store.watch_reach();
-    while watch.changed().await {
+    while std::future::poll_fn(|cx| state.reach.poll_watch(cx)).await {
         state.reach.invalidate();
     }
 }

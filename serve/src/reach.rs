@@ -2,27 +2,24 @@
 //!
 //! A repository reaches the graphs of its tags, and every referrer (recursively) of every
 //! manifest in them. The set is built on first use and kept until the generation moves:
-//! [`Reach::invalidate`] is called for every change of the store's `tags` or `referrers`
-//! tree ([`sealift_store::watch`]). A miss on a set older than [`RECHECK_AFTER`] rebuilds
-//! it once more, which covers a tag set a moment before the change notice was handled,
-//! without letting a stream of unknown digests rebuild it on every request.
+//! the server's watch task bumps it for every change of the store's `tags` or `referrers`
+//! tree ([`sealift_store::watch`]). A miss first takes in, synchronously, the changes whose
+//! notice the task has not handled yet, so a digest tagged a moment ago is never refused,
+//! while a stream of unknown digests costs a lookup each, not a rebuild.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
+use sealift_store::watch::ReachWatch;
 use sealift_store::{Digest, Repo, Store};
-
-/// How old a set must be before a miss rebuilds it.
-pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// Repositories kept; past this the cache is emptied (it rebuilds on demand).
 const MAX_REPOS: usize = 4096;
 
 struct Entry {
     generation: u64,
-    built: Instant,
     digests: HashSet<Digest>,
 }
 
@@ -30,6 +27,11 @@ struct Entry {
 pub struct Reach {
     generation: AtomicU64,
     cache: Mutex<HashMap<Repo, Arc<Entry>>>,
+    watch: Mutex<Option<ReachWatch>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Reach {
@@ -38,12 +40,35 @@ impl Reach {
         Reach {
             generation: AtomicU64::new(0),
             cache: Mutex::new(HashMap::new()),
+            watch: Mutex::new(None),
+        }
+    }
+
+    /// Follow the store's changes through `watch` (`None`: stop following, and release the
+    /// subscription so it never holds up the store's writers).
+    pub fn set_watch(&self, watch: Option<ReachWatch>) {
+        *lock(&self.watch) = watch;
+        self.invalidate();
+    }
+
+    /// Wait for the next change; `Ready(false)` once the store is closed or the watch gone.
+    pub fn poll_watch(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        match lock(&self.watch).as_mut() {
+            Some(w) => w.poll_changed(cx),
+            None => Poll::Ready(false),
         }
     }
 
     /// Something changed: every set is stale.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Take in the changes already made whose notice has not been handled yet.
+    fn catch_up(&self) {
+        if lock(&self.watch).as_mut().is_some_and(|w| w.take_pending()) {
+            self.invalidate();
+        }
     }
 
     /// Whether `repo` reaches `digest`. Blocking (reads sled): call from a blocking task.
@@ -53,27 +78,26 @@ impl Reach {
         repo: &Repo,
         digest: &Digest,
     ) -> sealift_store::Result<bool> {
-        let generation = self.generation.load(Ordering::Acquire);
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(repo)
-            .cloned();
+        let cached = lock(&self.cache).get(repo).cloned();
         if let Some(e) = &cached {
-            if e.generation == generation
-                && (e.digests.contains(digest) || e.built.elapsed() < RECHECK_AFTER)
-            {
-                return Ok(e.digests.contains(digest));
+            if e.generation == self.generation.load(Ordering::Acquire) {
+                if e.digests.contains(digest) {
+                    return Ok(true);
+                }
+                self.catch_up();
+                if e.generation == self.generation.load(Ordering::Acquire) {
+                    return Ok(false);
+                }
             }
         }
+        // Read before building: a change during the build leaves the new set stale.
+        let generation = self.generation.load(Ordering::Acquire);
         let entry = Arc::new(Entry {
             generation,
-            built: Instant::now(),
             digests: build(store, repo)?,
         });
         let found = entry.digests.contains(digest);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = lock(&self.cache);
         if cache.len() >= MAX_REPOS {
             cache.clear();
         }

@@ -568,7 +568,7 @@ async fn content_is_scoped_to_what_a_repository_reaches() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["manifests"], serde_json::json!([]));
 
-    // Tag it: served at once (the cache is invalidated), with its referrer.
+    // Tag it: served at once (a miss takes in pending changes), with its referrer.
     s.store
         .set_tag(&repo, &"z".parse().unwrap(), &zstd)
         .unwrap();

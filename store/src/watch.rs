@@ -8,12 +8,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::store::Store;
 
 /// A subscription to changes of the `tags` and `referrers` trees. It must be drained
 /// ([`ReachWatch::changed`] awaited in a loop): sled blocks writers once a subscriber has
-/// 1024 unread events.
+/// 1024 unread events. A change made by a call that has returned is always seen by
+/// [`ReachWatch::take_pending`], with no waiting: a reader that checks it before trusting a
+/// cache never misses a tag set a moment ago.
 pub struct ReachWatch {
     tags: sled::Subscriber,
     referrers: sled::Subscriber,
@@ -34,6 +37,27 @@ impl ReachWatch {
     pub fn changed(&mut self) -> Changed<'_> {
         Changed(self)
     }
+
+    /// Poll for the next change (for callers that keep the watch behind a lock).
+    pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        for sub in [&mut self.tags, &mut self.referrers] {
+            if let Poll::Ready(ev) = Pin::new(sub).poll(cx) {
+                return Poll::Ready(ev.is_some());
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Consume the changes already made, without waiting; whether there were any.
+    pub fn take_pending(&mut self) -> bool {
+        let mut any = false;
+        for sub in [&mut self.tags, &mut self.referrers] {
+            while sub.next_timeout(Duration::ZERO).is_ok() {
+                any = true;
+            }
+        }
+        any
+    }
 }
 
 /// The future of [`ReachWatch::changed`].
@@ -42,12 +66,34 @@ pub struct Changed<'a>(&'a mut ReachWatch);
 impl Future for Changed<'_> {
     type Output = bool;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        let w = &mut *self.0;
-        for sub in [&mut w.tags, &mut w.referrers] {
-            if let Poll::Ready(ev) = Pin::new(sub).poll(cx) {
-                return Poll::Ready(ev.is_some());
-            }
-        }
-        Poll::Pending
+        self.0.poll_changed(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Digest;
+
+    #[test]
+    fn changes_made_are_pending_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut watch = store.watch_reach();
+        assert!(!watch.take_pending());
+        let lease = store.lease("test", None).unwrap();
+        let bytes = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let d = Digest::sha256(bytes);
+        store
+            .put_manifest(&lease, bytes, crate::ManifestOptions::default())
+            .unwrap();
+        assert!(!watch.take_pending(), "no tag or referrer changed");
+        let repo = "a/b".parse().unwrap();
+        let tag = "1".parse().unwrap();
+        store.set_tag(&repo, &tag, &d).unwrap();
+        assert!(watch.take_pending());
+        assert!(!watch.take_pending());
+        store.remove_tag(&repo, &tag).unwrap();
+        assert!(watch.take_pending());
     }
 }
