@@ -6,7 +6,7 @@ mod du;
 mod gc;
 mod images;
 mod inspect;
-mod layout;
+pub(crate) mod layout;
 mod tag;
 mod verify;
 
@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Du => du::run(&ctx, &mut out),
         Command::Import(a) => layout::import(&ctx, &a, &mut out),
         Command::Export(a) => layout::export(&ctx, &a, &mut out),
+        Command::Inventory(a) => layout::inventory(&ctx, &a, &mut out),
         Command::Copy(a) => copy::copy_cmd(&ctx, &a, &mut out),
         Command::Pull(a) => copy::pull(&ctx, &a, &mut out),
         Command::Push(a) => copy::push(&ctx, &a, &mut out),
