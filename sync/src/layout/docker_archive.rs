@@ -8,7 +8,6 @@
 //! so the same store and refs give the same bytes.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use sealift_store::manifest::MAX_MANIFEST_SIZE;
@@ -16,7 +15,7 @@ use sealift_store::media_type::{self as mt, Compression};
 use sealift_store::{Digest, ManifestKind, ManifestView, Platform, Store, StoreRef};
 
 use super::error::LayoutError;
-use super::export::{compressor, header, write_partial, ExportReport, Format};
+use super::export::{header, write_partial, Compressor, ExportReport, Format};
 use super::Progress;
 
 /// How to write a Docker archive.
@@ -216,7 +215,7 @@ pub fn export_docker_archive(
     let total = report.bytes;
     write_partial(path, |out, tmp| {
         let werr = || LayoutError::io("writing", tmp);
-        let mut b = tar::Builder::new(compressor(out, format, tmp)?);
+        let mut b = tar::Builder::new(Compressor::new(out, format, tmp)?);
         b.mode(tar::HeaderMode::Deterministic);
         let mut done = 0;
         for (name, d) in &files {
@@ -244,8 +243,9 @@ pub fn export_docker_archive(
             )
             .map_err(werr())?;
         }
-        let mut w = b.into_inner().map_err(werr())?;
-        w.flush().map_err(werr())?;
+        b.into_inner()
+            .and_then(Compressor::finish)
+            .map_err(werr())?;
         Ok(())
     })?;
     Ok(report)

@@ -387,24 +387,59 @@ pub(crate) fn write_partial(
     }
 }
 
-/// `out` wrapped in the compression `format` names (none for a plain tar).
-pub(crate) fn compressor<'a>(
-    out: &'a mut dyn Write,
-    format: Format,
-    shown: &Path,
-) -> Result<Box<dyn Write + 'a>, LayoutError> {
-    Ok(match format {
-        Format::TarGz => Box::new(flate2::write::GzEncoder::new(
-            out,
-            flate2::Compression::fast(),
-        )),
-        Format::TarZst => Box::new(
-            zstd::stream::write::Encoder::new(out, 3)
-                .map_err(LayoutError::io("starting zstd for", shown))?
-                .auto_finish(),
-        ),
-        _ => Box::new(out),
-    })
+/// `out` wrapped in the compression `format` names (none for a plain tar). Finished
+/// explicitly, so an error writing the compressed stream's end is reported, not dropped.
+pub(crate) enum Compressor<'a> {
+    Plain(&'a mut dyn Write),
+    Gzip(flate2::write::GzEncoder<&'a mut dyn Write>),
+    Zstd(zstd::stream::write::Encoder<'static, &'a mut dyn Write>),
+}
+
+impl<'a> Compressor<'a> {
+    pub(crate) fn new(
+        out: &'a mut dyn Write,
+        format: Format,
+        shown: &Path,
+    ) -> Result<Compressor<'a>, LayoutError> {
+        Ok(match format {
+            Format::TarGz => Compressor::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::fast(),
+            )),
+            Format::TarZst => Compressor::Zstd(
+                zstd::stream::write::Encoder::new(out, 3)
+                    .map_err(LayoutError::io("starting zstd for", shown))?,
+            ),
+            _ => Compressor::Plain(out),
+        })
+    }
+
+    /// Write the compressed stream's end and flush.
+    pub(crate) fn finish(self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Gzip(g) => g.finish()?.flush(),
+            Compressor::Zstd(z) => z.finish()?.flush(),
+        }
+    }
+}
+
+impl Write for Compressor<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Plain(w) => w.write(buf),
+            Compressor::Gzip(g) => g.write(buf),
+            Compressor::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Gzip(g) => g.flush(),
+            Compressor::Zstd(z) => z.flush(),
+        }
+    }
 }
 
 /// The layout as a reproducible tar stream (compressed by `format`) into `out`.
@@ -418,7 +453,7 @@ fn write_tar(
     shown: &Path,
 ) -> Result<(), LayoutError> {
     let werr = || LayoutError::io("writing", shown);
-    let mut b = tar::Builder::new(compressor(out, format, shown)?);
+    let mut b = tar::Builder::new(Compressor::new(out, format, shown)?);
     b.mode(tar::HeaderMode::Deterministic);
     let mut blobs: Vec<&(Digest, u64)> = plan.blobs.iter().collect();
     blobs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -467,7 +502,8 @@ fn write_tar(
         OCI_LAYOUT,
     )
     .map_err(werr())?;
-    let mut w = b.into_inner().map_err(werr())?;
-    w.flush().map_err(werr())?;
+    b.into_inner()
+        .and_then(Compressor::finish)
+        .map_err(werr())?;
     Ok(())
 }
