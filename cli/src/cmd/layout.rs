@@ -386,3 +386,29 @@ fn write_export(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::push_location;
+
+    #[test]
+    fn push_locations_drop_the_source_registry() {
+        let at = |dst: &str, r: &str| push_location(dst, r).unwrap().to_string();
+        let direct: sealift_sync::location::Location =
+            "docker://reg.site:5000/mirror/apps/web:1".parse().unwrap();
+        assert_eq!(
+            at("docker://reg.site:5000/mirror", "apps/web:1"),
+            direct.to_string()
+        );
+        assert_eq!(
+            at("reg.site:5000/", "registry.local:5000/apps/web:1"),
+            at("reg.site:5000", "apps/web:1")
+        );
+        assert_eq!(
+            at("reg.site:5000", "localhost/web:1"),
+            at("reg.site:5000", "web:1")
+        );
+        assert!(push_location("ftp://x/y", "a:b").is_err());
+        assert!(push_location("", "a:b").is_err());
+    }
+}
