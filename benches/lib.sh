@@ -16,8 +16,8 @@
 #                            $SIZE_MIB) to $RESULTS. Before every run: rm -rf $OUT $OUT.tar,
 #                            bench_prepare RUN if the script defines it, sync. "@RUN@" in
 #                            CMD's arguments becomes the run number (0 = warm-up).
-#   bench_table [RATIO_HEAD] the results table on stdout; rows of a tool starting "sealift"
-#                            are the base of their operation's "N.NNx vs sealift" (other
+#   bench_table [RATIO_HEAD] the results table on stdout; the first row of a tool starting
+#                            "sealift" is the base of its operation's "N.NNx vs sealift" (other
 #                            tool's seconds / sealift's). TABLE_OP_W and TABLE_TOOL_W (24,
 #                            32) set the first two columns' widths; RATIO_HEAD, if given,
 #                            heads the ratio column.
@@ -105,7 +105,7 @@ bench_table() {
         lead = "%-" ow "s %-" tw "s"
         printf lead " %9s %9s %9s %11s%s\n", "operation", "tool", "seconds", "MiB/s", "CPU s", "peak RSS", (rh == "" ? "" : "  " rh)
     }
-    $2 ~ /^sealift/ { base[$1] = $3 }
+    $2 ~ /^sealift/ && !($1 in base) { base[$1] = $3 }
     { op[NR] = $1; tool[NR] = $2; s[NR] = $3; rss[NR] = $4; cpu[NR] = $5; size[NR] = $6 }
     END {
         for (i = 1; i <= NR; i++) {

@@ -3,6 +3,7 @@
 mod e2e {
     pub mod util;
 
+    mod bundle;
     mod concurrent;
     mod crash;
     mod daemon;

@@ -62,6 +62,8 @@ pub enum Command {
     Sync(crate::cmd::sync::SyncArgs),
     /// Serve the store as a read-only OCI registry (until SIGINT/SIGTERM)
     Serve(crate::cmd::serve::ServeArgs),
+    /// Write what the store holds (blob and manifest digests), for delta bundles (export --base)
+    Inventory(crate::cmd::layout::InventoryArgs),
 }
 
 /// Flags shared by `copy`, `pull` and `push`.
@@ -222,13 +224,22 @@ pub struct VerifyArgs {
 /// `sealift import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Layout directory, or .tar / .tar.gz / .tar.zst file
+    /// Layout directory, .tar / .tar.gz / .tar.zst file, or a split bundle (its first part
+    /// NAME.000, its NAME.sha256, or their folder)
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
 
     /// Tag for an image the layout does not name (or names by a bare tag)
     #[arg(long, value_name = "REPO:TAG")]
     pub tag: Option<TagRef>,
+
+    /// Then push every imported image to this registry: docker://HOST[/PREFIX] (each image
+    /// goes to HOST/PREFIX/REPO:TAG)
+    #[arg(long, value_name = "REGISTRY")]
+    pub push: Option<String>,
+
+    #[command(flatten)]
+    pub push_flags: crate::cmd::layout::PushFlags,
 }
 
 /// `sealift export`.
@@ -238,13 +249,17 @@ pub struct ExportArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 
-    /// Images to export: repo:tag or repo@sha256:…
-    #[arg(value_name = "REF", required = true)]
-    pub references: Vec<StoreRef>,
+    /// Images to export: repo:tag, repo@sha256:…, or a pattern over the store's tags
+    /// (apps/*:v1.*, repo:*, apps/** — a pattern without :TAG takes every tag)
+    #[arg(value_name = "SELECTOR", required = true)]
+    pub references: Vec<sealift_sync::layout::Selector>,
 
     /// Also export each image's referrers (SBOMs, signatures)
     #[arg(long)]
     pub referrers: bool,
+
+    #[command(flatten)]
+    pub bundle: crate::cmd::layout::BundleFlags,
 }
 
 /// A `repo:tag` with no digest: something a tag can be set on.

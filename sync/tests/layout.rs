@@ -88,7 +88,7 @@ fn export_then_import_preserves_every_digest() {
         &out,
         &ExportOptions {
             referrers: true,
-            progress: None,
+            ..Default::default()
         },
     )
     .unwrap();

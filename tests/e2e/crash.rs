@@ -122,7 +122,7 @@ fn count(dir: &Path) -> usize {
 
 /// Waits until the import in `child` has at least `blobs` blob files in the store (and, with
 /// `partial`, a partial ingest file beside them), or until it exits. Panics after 2 minutes.
-fn wait_for_progress(env: &Env, child: &mut Child, blobs: usize, partial: bool) {
+pub(super) fn wait_for_progress(env: &Env, child: &mut Child, blobs: usize, partial: bool) {
     let store = env.store();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -273,3 +273,144 @@ fn symlinked_blobs_in_a_layout_dir_are_refused() {
     std::os::unix::fs::symlink("/etc/passwd", &p).unwrap();
     refused(&env, &dir, "symlink");
 }
+
+/// A split bundle of the corpus in its own folder: (folder, parts, checksum file), in a
+/// store that is then emptied so "nothing imported" is visible as zero blobs.
+fn split_bundle(env: &Env) -> (PathBuf, Vec<PathBuf>, PathBuf) {
+    let src = Env::new();
+    baseline(&src);
+    let dir = env.path("split");
+    std::fs::create_dir(&dir).unwrap();
+    let base = dir.join("b.tar");
+    let out: serde_json::Value = serde_json::from_str(&src.ok(&[
+        "--json",
+        "export",
+        "--split",
+        "8K",
+        "-o",
+        base.to_str().unwrap(),
+        "corpus:multi",
+        "corpus:shared",
+    ]))
+    .unwrap();
+    let parts: Vec<PathBuf> = out["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    assert!(parts.len() >= 3, "{out}");
+    (dir, parts, base.with_extension("tar.sha256"))
+}
+
+/// Import of the split bundle at `first` fails naming `needle`; the store stays empty.
+fn split_refused(env: &Env, first: &Path, needle: &str) {
+    let err = env.fails(&["import", first.to_str().unwrap()]);
+    assert!(
+        err.contains(needle),
+        "error should mention {needle:?}:\n{err}"
+    );
+    assert!(env.images().is_empty());
+    let du: serde_json::Value = serde_json::from_str(&env.ok(&["--json", "du"])).unwrap();
+    assert_eq!(
+        du["blobs"], 0,
+        "parts are checked before anything is imported: {du}"
+    );
+}
+
+#[test]
+fn damaged_split_bundles_are_refused_before_anything_is_imported() {
+    let env = Env::new();
+    let (dir, parts, sums) = split_bundle(&env);
+    let good = std::fs::read(&parts[1]).unwrap();
+
+    // Truncated part.
+    std::fs::write(&parts[1], &good[..good.len() / 2]).unwrap();
+    split_refused(&env, &parts[0], "b.tar.001");
+    // Same length, one byte changed.
+    let mut flipped = good.clone();
+    flipped[100] ^= 1;
+    std::fs::write(&parts[1], &flipped).unwrap();
+    split_refused(&env, &parts[0], "b.tar.001");
+    std::fs::write(&parts[1], &good).unwrap();
+
+    // Missing part.
+    let last = parts.last().unwrap();
+    let kept = std::fs::read(last).unwrap();
+    std::fs::remove_file(last).unwrap();
+    split_refused(&env, &dir, "missing");
+    std::fs::write(last, &kept).unwrap();
+
+    // A part replaced by a symlink to a file with the right bytes is still refused.
+    let elsewhere = env.path("elsewhere");
+    std::fs::write(&elsewhere, &good).unwrap();
+    std::fs::remove_file(&parts[1]).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &parts[1]).unwrap();
+    split_refused(&env, &parts[0], "not a regular file");
+    std::fs::remove_file(&parts[1]).unwrap();
+    std::fs::write(&parts[1], &good).unwrap();
+
+    // A checksum file naming a part elsewhere (traversal), or out of order.
+    let text = std::fs::read_to_string(&sums).unwrap();
+    std::fs::write(&sums, text.replacen("b.tar.000", "../b.tar.000", 1)).unwrap();
+    split_refused(&env, &parts[0], "../b.tar.000");
+    std::fs::write(&sums, text.replacen("b.tar.001", "b.tar.002", 1)).unwrap();
+    split_refused(&env, &parts[0], "expected part");
+    // A wrong checksum.
+    let bad = format!("{:064x}", 1);
+    let first_hex = text.split_whitespace().next().unwrap();
+    std::fs::write(&sums, text.replacen(first_hex, &bad, 1)).unwrap();
+    split_refused(&env, &parts[0], &bad);
+    // No checksum file at all: the first part alone is not trusted.
+    std::fs::remove_file(&sums).unwrap();
+    split_refused(&env, &parts[0], "b.tar.sha256");
+
+    // Restored, it imports.
+    std::fs::write(&sums, &text).unwrap();
+    env.ok(&["import", parts[0].to_str().unwrap()]);
+    assert_eq!(env.images().len(), 2);
+    env.ok(&["verify", "--full"]);
+}
+
+#[test]
+fn damaged_inventories_are_refused_by_name() {
+    let env = Env::new();
+    baseline(&env);
+    let inv = env.path("site.inv");
+    env.ok(&["inventory", "-o", inv.to_str().unwrap()]);
+    let good = std::fs::read(&inv).unwrap();
+    let out = env.path("x.tar");
+    let export = |bytes: &[u8], needle: &str| {
+        std::fs::write(&inv, bytes).unwrap();
+        let err = env.fails(&[
+            "export",
+            "--base",
+            inv.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "corpus:shared",
+        ]);
+        assert!(
+            err.contains("site.inv") && err.contains(needle),
+            "{needle}: {err}"
+        );
+        assert!(!out.exists());
+    };
+    export(&good[..good.len() - 1], "corrupt");
+    export(b"", "too short");
+    export(&[b"x".repeat(100).as_slice()].concat(), "magic");
+    let mut v2 = good.clone();
+    v2[18] = 2;
+    export(&v2, "version 2");
+    // An inventory with a digest left out of order but a trailer recomputed to match.
+    let mut swapped = good[..good.len() - 32].to_vec();
+    let (a, b) = (27, 27 + 33);
+    let first: Vec<u8> = swapped[a..b].to_vec();
+    let second: Vec<u8> = swapped[b..b + 33].to_vec();
+    swapped[a..b].copy_from_slice(&second);
+    swapped[b..b + 33].copy_from_slice(&first);
+    use sha2::Digest;
+    let trailer = sha2::Sha256::digest(&swapped);
+    swapped.extend_from_slice(&trailer);
+    export(&swapped, "sorted");
+}

@@ -1,11 +1,23 @@
-//! `sealift import PATH [--tag REPO:TAG]` and `sealift export -o PATH REF... [--referrers]`:
-//! OCI image layouts (directories and tarballs) in and out of the store.
+//! `sealift import PATH [--tag REPO:TAG] [--push REGISTRY]`,
+//! `sealift export -o PATH SELECTOR... [--referrers] [--base INV] [--split SIZE] [--format]`
+//! and `sealift inventory -o FILE`: OCI image layouts, bundles and Docker archives in and
+//! out of the store.
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{Context as _, Result};
-use sealift_store::{Digest, StoreRef};
-use sealift_sync::layout::{self, ExportOptions, ExportReport, ImportOptions, ImportReport};
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
+use sealift_store::{Digest, Platform, Store, StoreRef};
+use sealift_sync::copy::{copy, CopyOptions, CopyReport};
+use sealift_sync::layout::docker_archive::{export_docker_archive, DockerArchiveOptions};
+use sealift_sync::layout::{
+    self, select, split, ExportOptions, ExportReport, ImportOptions, ImportReport, Inventory,
+};
+use sealift_sync::location::Location;
+use sealift_sync::registry::Credentials;
+use sealift_sync::transport::{open_sink, open_source, OpenOptions};
 use serde::Serialize;
 
 use super::{Context, Status};
@@ -13,7 +25,171 @@ use crate::cli::{ExportArgs, ImportArgs};
 use crate::output::{self, human_bytes, plural, short_digest, short_media_type};
 use crate::progress::byte_callback;
 
+/// `sealift inventory`.
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Where to write the inventory (a small binary file; see ARCHITECTURE.md)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// Bundle options of `sealift export`.
+#[derive(Debug, Args)]
+pub struct BundleFlags {
+    /// Delta bundle: leave out every blob the site's inventory (from `sealift inventory`)
+    /// lists; manifests are always included
+    #[arg(long, value_name = "INVENTORY")]
+    pub base: Option<PathBuf>,
+
+    /// Write the tarball as numbered parts of at most SIZE (500M, 1G) plus NAME.sha256
+    #[arg(long, value_name = "SIZE", value_parser = split::parse_size)]
+    pub split: Option<u64>,
+
+    /// oci (an OCI image layout) or docker-archive (for docker load / podman load)
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: ExportFormat,
+
+    /// docker-archive: the platform to take from multi-platform images (os/arch[/variant])
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+}
+
+/// What `sealift export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// OCI image layout (directory or tarball)
+    Oci,
+    /// docker save format: manifest.json, repositories, configs and layers
+    DockerArchive,
+}
+
+/// Registry options of `sealift import --push`.
+#[derive(Debug, Args)]
+pub struct PushFlags {
+    /// Credentials for the --push registry (USER:PASSWORD)
+    #[arg(long, value_name = "USER:PASSWORD", requires = "push")]
+    pub dest_creds: Option<String>,
+    /// Verify the --push registry's TLS certificate (--tls-verify=false to skip)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", requires = "push")]
+    pub tls_verify: Option<bool>,
+}
+
+pub fn inventory(ctx: &Context, args: &InventoryArgs, out: &mut dyn Write) -> Result<Status> {
+    let store = ctx.open_store()?;
+    let inv = Inventory::of_store(&store).context("reading the store")?;
+    let id = inv
+        .write(&args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    if ctx.json {
+        output::json(
+            out,
+            &serde_json::json!({
+                "path": args.output,
+                "id": id,
+                "digests": inv.digests.len(),
+                "manifests": inv.manifests.len(),
+            }),
+        )?;
+    } else if !ctx.quiet {
+        writeln!(
+            out,
+            "Wrote {} ({} digests, {} manifests; id {id})",
+            args.output.display(),
+            inv.digests.len(),
+            inv.manifests.len()
+        )?;
+    }
+    Ok(Status::Success)
+}
+
+/// Where `--push DST` sends `repo:tag`: DST's host and path prefix, then the repository
+/// without the registry host it was pulled from.
+fn push_location(dst: &str, r: &str) -> Result<Location> {
+    let base = dst
+        .strip_prefix("docker://")
+        .unwrap_or(dst)
+        .trim_end_matches('/');
+    if base.is_empty() || base.contains("://") {
+        bail!("--push takes a registry: docker://HOST[/PREFIX]");
+    }
+    let first = r.split('/').next().unwrap_or_default();
+    let has_host =
+        r.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let path = if has_host { &r[first.len() + 1..] } else { r };
+    format!("docker://{base}/{path}")
+        .parse()
+        .with_context(|| format!("--push {dst}: cannot name {r} there"))
+}
+
+/// Push every tagged image of an import, with its referrers, through the copy engine.
+fn push_imported(
+    ctx: &Context,
+    store: Arc<Store>,
+    report: &ImportReport,
+    dst: &str,
+    flags: &PushFlags,
+) -> Result<Vec<CopyReport>> {
+    let creds = flags
+        .dest_creds
+        .as_deref()
+        .map(|c| {
+            let (username, password) = c
+                .split_once(':')
+                .context("--dest-creds takes USER:PASSWORD")?;
+            Ok::<_, anyhow::Error>(Credentials::Basic {
+                username: username.into(),
+                password: password.into(),
+            })
+        })
+        .transpose()?;
+    let open = OpenOptions {
+        credentials: creds,
+        tls_verify: flags.tls_verify,
+        ca_file: None,
+    };
+    let mut jobs = Vec::new();
+    for img in &report.images {
+        if let Some(r) = &img.reference {
+            jobs.push((r.parse::<StoreRef>()?, push_location(dst, r)?));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut reports = Vec::new();
+    for (src, dst) in jobs {
+        let bar = ctx.progress.bytes(format!("pushing {src} to {dst}"));
+        let opts = CopyOptions {
+            referrers: true,
+            progress: Some(byte_callback(&bar)),
+            ..Default::default()
+        };
+        let result = rt.block_on(async {
+            let source = open_source(&Location::Store(src.clone()), Some(&store), &open)?;
+            let sink = open_sink(&dst, Some(&store), &open)?;
+            copy(source, sink, &opts).await
+        });
+        bar.finish_and_clear();
+        reports.push(result.with_context(|| format!("pushing {src} to {dst}"))?);
+    }
+    Ok(reports)
+}
+
+#[derive(Serialize)]
+struct ImportDoc<'a> {
+    #[serde(flatten)]
+    import: &'a ImportReport,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pushed: Vec<CopyReport>,
+}
+
 pub fn import(ctx: &Context, args: &ImportArgs, out: &mut dyn Write) -> Result<Status> {
+    if let Some(dst) = &args.push {
+        // Check the destination before importing anything.
+        push_location(dst, "x:y")?;
+    }
     let store = ctx.open_store()?;
     let path = args.path.display().to_string();
     let bar = ctx.progress.bytes(format!("importing {path}"));
@@ -24,14 +200,38 @@ pub fn import(ctx: &Context, args: &ImportArgs, out: &mut dyn Write) -> Result<S
     let report = layout::import_path(&store, &args.path, &opts);
     bar.finish_and_clear();
     let report = report.with_context(|| format!("importing {path}"))?;
-    if ctx.json {
-        output::json(out, &report)?;
-        return Ok(Status::Success);
-    }
     for w in &report.warnings {
         tracing::warn!("{path}: {w}");
     }
-    write_import(ctx, out, &report)?;
+    if !ctx.json {
+        write_import(ctx, out, &report)?;
+        out.flush()?;
+    }
+    let pushed = match &args.push {
+        Some(dst) => push_imported(ctx, store, &report, dst, &args.push_flags)?,
+        None => Vec::new(),
+    };
+    if ctx.json {
+        output::json(
+            out,
+            &ImportDoc {
+                import: &report,
+                pushed,
+            },
+        )?;
+    } else if !ctx.quiet {
+        for p in &pushed {
+            let d = p.destination_digest.as_ref().map(|d| d.to_string());
+            writeln!(
+                out,
+                "Pushed {} -> {} ({}, {} moved)",
+                p.source,
+                p.destination,
+                d.unwrap_or_default(),
+                human_bytes(p.bytes_moved)
+            )?;
+        }
+    }
     Ok(Status::Success)
 }
 
@@ -57,19 +257,44 @@ fn write_import(ctx: &Context, out: &mut dyn Write, report: &ImportReport) -> Re
 }
 
 pub fn export(ctx: &Context, args: &ExportArgs, out: &mut dyn Write) -> Result<Status> {
+    let flags = &args.bundle;
+    let docker = flags.format == ExportFormat::DockerArchive;
+    if docker && (flags.base.is_some() || flags.split.is_some() || args.referrers) {
+        bail!(
+            "--format docker-archive writes one plain archive: no --base, --split or --referrers"
+        );
+    }
+    if !docker && flags.platform.is_some() {
+        bail!("--platform goes with --format docker-archive (an OCI bundle keeps every platform)");
+    }
+    let base = flags
+        .base
+        .as_ref()
+        .map(|p| Inventory::read(p).with_context(|| format!("reading --base {}", p.display())))
+        .transpose()?;
     let store = ctx.open_store()?;
     let path = args.output.display().to_string();
+    let selectors: Vec<String> = args.references.iter().map(ToString::to_string).collect();
+    let refs = select::resolve(&store, &args.references)
+        .with_context(|| format!("selecting {}", selectors.join(", ")))?;
     let bar = ctx.progress.bytes(format!("exporting to {path}"));
-    let opts = ExportOptions {
-        referrers: args.referrers,
-        progress: Some(byte_callback(&bar)),
+    let report = if docker {
+        let opts = DockerArchiveOptions {
+            platform: flags.platform.clone(),
+            progress: Some(byte_callback(&bar)),
+        };
+        export_docker_archive(&store, &refs, &args.output, &opts)
+    } else {
+        let opts = ExportOptions {
+            referrers: args.referrers,
+            progress: Some(byte_callback(&bar)),
+            base,
+            split: flags.split,
+        };
+        layout::export(&store, &refs, &args.output, &opts)
     };
-    let report = layout::export(&store, &args.references, &args.output, &opts);
     bar.finish_and_clear();
-    let report = report.with_context(|| {
-        let refs: Vec<String> = args.references.iter().map(ToString::to_string).collect();
-        format!("exporting {} to {path}", refs.join(", "))
-    })?;
+    let report = report.with_context(|| format!("exporting {} to {path}", selectors.join(", ")))?;
     if ctx.json {
         output::json(out, &ExportDoc::from(&report))?;
         return Ok(Status::Success);
@@ -87,6 +312,9 @@ struct ExportDoc<'a> {
     linked: usize,
     copied: usize,
     present: usize,
+    omitted: usize,
+    omitted_bytes: u64,
+    parts: &'a [PathBuf],
 }
 
 #[derive(Serialize)]
@@ -108,6 +336,9 @@ impl<'a> From<&'a ExportReport> for ExportDoc<'a> {
             linked: r.linked,
             copied: r.copied,
             present: r.present,
+            omitted: r.omitted,
+            omitted_bytes: r.omitted_bytes,
+            parts: &r.parts,
         }
     }
 }
@@ -135,6 +366,48 @@ fn write_export(
             report.linked, report.copied, report.present
         ));
     }
+    if report.omitted > 0 {
+        line.push_str(&format!(
+            "; {} ({}) left out: the site has them",
+            plural(report.omitted, "blob", "blobs"),
+            human_bytes(report.omitted_bytes)
+        ));
+    }
     writeln!(out, "{line}")?;
+    if !report.parts.is_empty() {
+        writeln!(
+            out,
+            "{} ({} first), checksums in {}",
+            plural(report.parts.len(), "part", "parts"),
+            report.parts[0].display(),
+            split::checksum_path(std::path::Path::new(path)).display()
+        )?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_location;
+
+    #[test]
+    fn push_locations_drop_the_source_registry() {
+        let at = |dst: &str, r: &str| push_location(dst, r).unwrap().to_string();
+        let direct: sealift_sync::location::Location =
+            "docker://reg.site:5000/mirror/apps/web:1".parse().unwrap();
+        assert_eq!(
+            at("docker://reg.site:5000/mirror", "apps/web:1"),
+            direct.to_string()
+        );
+        assert_eq!(
+            at("reg.site:5000/", "registry.local:5000/apps/web:1"),
+            at("reg.site:5000", "apps/web:1")
+        );
+        assert_eq!(
+            at("reg.site:5000", "localhost/web:1"),
+            at("reg.site:5000", "web:1")
+        );
+        assert!(push_location("ftp://x/y", "a:b").is_err());
+        assert!(push_location("", "a:b").is_err());
+    }
 }

@@ -7,7 +7,7 @@ mod du;
 mod gc;
 mod images;
 mod inspect;
-mod layout;
+pub(crate) mod layout;
 pub(crate) mod serve;
 pub mod sync;
 mod tag;
@@ -188,6 +188,7 @@ fn dispatch(ctx: &Context, command: Command, out: &mut dyn Write) -> Result<Stat
         Command::Du => du::run(ctx, out),
         Command::Import(a) => layout::import(ctx, &a, out),
         Command::Export(a) => layout::export(ctx, &a, out),
+        Command::Inventory(a) => layout::inventory(ctx, &a, out),
         Command::Copy(a) => copy::copy_cmd(ctx, &a, out),
         Command::Pull(a) => copy::pull(ctx, &a, out),
         Command::Push(a) => copy::push(ctx, &a, out),

@@ -808,7 +808,7 @@ async fn bundle(
             &p,
             &crate::layout::export::ExportOptions {
                 referrers,
-                progress: None,
+                ..Default::default()
             },
         )
     })

@@ -71,6 +71,38 @@ pub enum LayoutError {
     /// An index.json entry needs a name and none was given.
     #[error("{0}")]
     Naming(String),
+    /// A selector matched no image in the store.
+    #[error("{0} matches no image in the store")]
+    NoMatch(String),
+    /// An inventory file is unreadable.
+    #[error("inventory {path}: {reason}")]
+    BadInventory {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A bundle (usually a delta) needs blobs that neither it nor the store holds.
+    #[error("{}", incomplete_message(.bundle, .base.as_ref(), .missing))]
+    Incomplete {
+        /// The bundle.
+        bundle: String,
+        /// The inventory a delta bundle was made against.
+        base: Option<Digest>,
+        /// Each missing digest and the images (ref names or digests) that need it.
+        missing: Vec<(Digest, Vec<String>)>,
+    },
+    /// A split bundle's part is missing, damaged or unlisted.
+    #[error("split bundle {checksums}: {reason}")]
+    BadPart {
+        /// The checksum file.
+        checksums: String,
+        /// What is wrong, naming the part.
+        reason: String,
+    },
+    /// Options that cannot go together, or an image the format cannot hold.
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything the store refused.
     #[error(transparent)]
     Store(#[from] sealift_store::Error),
@@ -88,4 +120,27 @@ impl LayoutError {
             source,
         }
     }
+}
+
+fn incomplete_message(
+    bundle: &str,
+    base: Option<&Digest>,
+    missing: &[(Digest, Vec<String>)],
+) -> String {
+    let mut m = format!(
+        "{bundle} needs {} blob(s) that neither the bundle nor the store holds; nothing was tagged",
+        missing.len()
+    );
+    if let Some(b) = base {
+        m.push_str(&format!(
+            " (it is a delta bundle made against inventory {b}: import the bundles that inventory reflects first, or export a full bundle)"
+        ));
+    }
+    for (d, images) in missing.iter().take(20) {
+        m.push_str(&format!("\n  {d} needed by {}", images.join(", ")));
+    }
+    if missing.len() > 20 {
+        m.push_str(&format!("\n  … and {} more", missing.len() - 20));
+    }
+    m
 }

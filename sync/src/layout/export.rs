@@ -10,7 +10,13 @@ use sealift_store::media_type as mt;
 use sealift_store::{Digest, Store, StoreRef};
 
 use super::error::LayoutError;
+use super::inventory::Inventory;
+use super::split::SplitWriter;
 use super::Progress;
+
+/// index.json annotation of a delta bundle: the id (sha256) of the inventory it was made
+/// against. Its blobs that inventory lists are left out.
+pub const ANNOTATION_BASE: &str = "io.sealift.bundle.base";
 
 /// How to export.
 #[derive(Clone, Default)]
@@ -19,6 +25,10 @@ pub struct ExportOptions {
     pub referrers: bool,
     /// Called with bytes written so far and the total.
     pub progress: Option<Progress>,
+    /// Delta bundle: leave out every blob (not manifest) this inventory lists.
+    pub base: Option<Inventory>,
+    /// Write the tarball as numbered parts of at most this many bytes, plus a checksum file.
+    pub split: Option<u64>,
 }
 
 /// What an export did.
@@ -36,6 +46,12 @@ pub struct ExportReport {
     pub copied: usize,
     /// Directory export: blobs the layout already had.
     pub present: usize,
+    /// Delta export: blobs left out because the base inventory lists them.
+    pub omitted: usize,
+    /// Their bytes.
+    pub omitted_bytes: u64,
+    /// Split export: the parts written, in order (the checksum file beside them).
+    pub parts: Vec<PathBuf>,
 }
 
 /// Output kind, from the path's name.
@@ -73,6 +89,8 @@ struct Plan {
     /// Every blob to write, in a stable order.
     blobs: Vec<(Digest, u64)>,
     images: Vec<(String, Digest)>,
+    /// Blobs left out of a delta, and their bytes.
+    omitted: (usize, u64),
 }
 
 fn plan(store: &Store, refs: &[StoreRef], opts: &ExportOptions) -> Result<Plan, LayoutError> {
@@ -81,6 +99,7 @@ fn plan(store: &Store, refs: &[StoreRef], opts: &ExportOptions) -> Result<Plan, 
     let mut seen: HashSet<Digest> = HashSet::new();
     let mut blobs = Vec::new();
     let mut listed: HashSet<Digest> = HashSet::new();
+    let mut omitted = (0, 0);
     for r in refs {
         let d = store.resolve(r)?;
         let name = r.to_string();
@@ -99,7 +118,16 @@ fn plan(store: &Store, refs: &[StoreRef], opts: &ExportOptions) -> Result<Plan, 
             }
             for (nd, rec) in &nodes {
                 if seen.insert(nd.clone()) {
-                    blobs.push((nd.clone(), rec.size));
+                    let at_site = opts
+                        .base
+                        .as_ref()
+                        .is_some_and(|b| !rec.manifest && b.digests.contains(nd));
+                    if at_site {
+                        omitted.0 += 1;
+                        omitted.1 += rec.size;
+                    } else {
+                        blobs.push((nd.clone(), rec.size));
+                    }
                 }
                 if opts.referrers && rec.manifest {
                     let mut refs = store.referrers(nd)?;
@@ -137,15 +165,26 @@ fn plan(store: &Store, refs: &[StoreRef], opts: &ExportOptions) -> Result<Plan, 
         entries,
         blobs,
         images,
+        omitted,
     })
 }
 
 pub(crate) fn index_json(entries: &[serde_json::Value]) -> Vec<u8> {
-    let v = serde_json::json!({
+    index_json_annotated(entries, None)
+}
+
+fn index_json_annotated(
+    entries: &[serde_json::Value],
+    annotations: Option<serde_json::Value>,
+) -> Vec<u8> {
+    let mut v = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": mt::OCI_INDEX,
         "manifests": entries,
     });
+    if let Some(a) = annotations {
+        v["annotations"] = a;
+    }
     // Serialising a Value cannot fail.
     let mut out = serde_json::to_vec(&v).unwrap_or_default();
     out.push(b'\n');
@@ -162,16 +201,25 @@ pub fn export(
     path: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportReport, LayoutError> {
+    let format = Format::from_path(path);
+    if format == Format::Dir && (opts.base.is_some() || opts.split.is_some()) {
+        return Err(LayoutError::Unsupported(format!(
+            "{}: delta (--base) and split (--split) bundles are tarballs: name the output .tar, .tar.gz or .tar.zst",
+            path.display()
+        )));
+    }
     let plan = plan(store, refs, opts)?;
     let mut report = ExportReport {
         images: plan.images.clone(),
         blobs: plan.blobs.len(),
         bytes: plan.blobs.iter().map(|b| b.1).sum(),
+        omitted: plan.omitted.0,
+        omitted_bytes: plan.omitted.1,
         ..Default::default()
     };
-    match Format::from_path(path) {
+    match format {
         Format::Dir => export_dir(store, &plan, path, opts, &mut report)?,
-        f => export_tar(store, &plan, path, f, opts, &report)?,
+        f => report.parts = export_tar(store, &plan, path, f, opts, &report)?,
     }
     Ok(report)
 }
@@ -288,6 +336,7 @@ pub(crate) fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
     h
 }
 
+/// Write the tarball to `PATH.partial` (renamed when complete) or, split, as parts.
 fn export_tar(
     store: &Store,
     plan: &Plan,
@@ -295,73 +344,36 @@ fn export_tar(
     format: Format,
     opts: &ExportOptions,
     report: &ExportReport,
+) -> Result<Vec<PathBuf>, LayoutError> {
+    if let Some(size) = opts.split {
+        let mut w = SplitWriter::new(path, size);
+        return match write_tar(store, plan, &mut w, format, opts, report, path) {
+            Ok(()) => w.finish(),
+            Err(e) => {
+                w.abandon();
+                Err(e)
+            }
+        };
+    }
+    write_partial(path, |out, tmp| {
+        write_tar(store, plan, out, format, opts, report, tmp)
+    })?;
+    Ok(Vec::new())
+}
+
+/// Write a file through `PATH.partial`: synced and renamed into place when `write`
+/// succeeds, removed when it fails.
+pub(crate) fn write_partial(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write, &Path) -> Result<(), LayoutError>,
 ) -> Result<(), LayoutError> {
     let tmp = tmp_path(path);
     let file = File::create(&tmp).map_err(LayoutError::io("creating", &tmp))?;
-    let out = io::BufWriter::with_capacity(1 << 20, file);
-    let result = (|| -> Result<File, LayoutError> {
-        let werr = LayoutError::io("writing", &tmp);
-        let writer: Box<dyn Write> = match format {
-            Format::TarGz => Box::new(flate2::write::GzEncoder::new(
-                out,
-                flate2::Compression::fast(),
-            )),
-            Format::TarZst => Box::new(
-                zstd::stream::write::Encoder::new(out, 3)
-                    .map_err(LayoutError::io("starting zstd for", &tmp))?
-                    .auto_finish(),
-            ),
-            _ => Box::new(out),
-        };
-        let mut b = tar::Builder::new(writer);
-        b.mode(tar::HeaderMode::Deterministic);
-        let mut blobs: Vec<&(Digest, u64)> = plan.blobs.iter().collect();
-        blobs.sort_by(|a, b| a.0.cmp(&b.0));
-        let algs: std::collections::BTreeSet<&str> =
-            blobs.iter().map(|(d, _)| d.algorithm().as_str()).collect();
-        b.append_data(&mut header(0, 0o755, true), "blobs/", io::empty())
-            .map_err(werr)?;
-        let total = report.bytes;
-        let mut done = 0;
-        for alg in algs {
-            b.append_data(
-                &mut header(0, 0o755, true),
-                format!("blobs/{alg}/"),
-                io::empty(),
-            )
-            .map_err(LayoutError::io("writing", &tmp))?;
-            for (d, size) in blobs.iter().filter(|(d, _)| d.algorithm().as_str() == alg) {
-                let f = store.open_blob(d)?;
-                b.append_data(
-                    &mut header(*size, 0o644, false),
-                    format!("blobs/{alg}/{}", d.hex()),
-                    f,
-                )
-                .map_err(LayoutError::io("writing", &tmp))?;
-                done += size;
-                if let Some(p) = &opts.progress {
-                    p(done, total);
-                }
-            }
-        }
-        let index = index_json(&plan.entries);
-        b.append_data(
-            &mut header(index.len() as u64, 0o644, false),
-            "index.json",
-            &index[..],
-        )
-        .map_err(LayoutError::io("writing", &tmp))?;
-        b.append_data(
-            &mut header(OCI_LAYOUT.len() as u64, 0o644, false),
-            "oci-layout",
-            OCI_LAYOUT,
-        )
-        .map_err(LayoutError::io("writing", &tmp))?;
-        let mut w = b.into_inner().map_err(LayoutError::io("writing", &tmp))?;
-        w.flush().map_err(LayoutError::io("writing", &tmp))?;
-        drop(w);
-        File::open(&tmp).map_err(LayoutError::io("opening", &tmp))
-    })();
+    let mut out = io::BufWriter::with_capacity(1 << 20, file);
+    let result = write(&mut out, &tmp).and_then(|()| {
+        out.into_inner()
+            .map_err(|e| LayoutError::io("writing", &tmp)(e.into_error()))
+    });
     match result {
         Ok(f) => {
             f.sync_all().map_err(LayoutError::io("syncing", &tmp))?;
@@ -373,4 +385,125 @@ fn export_tar(
             Err(e)
         }
     }
+}
+
+/// `out` wrapped in the compression `format` names (none for a plain tar). Finished
+/// explicitly, so an error writing the compressed stream's end is reported, not dropped.
+pub(crate) enum Compressor<'a> {
+    Plain(&'a mut dyn Write),
+    Gzip(flate2::write::GzEncoder<&'a mut dyn Write>),
+    Zstd(zstd::stream::write::Encoder<'static, &'a mut dyn Write>),
+}
+
+impl<'a> Compressor<'a> {
+    pub(crate) fn new(
+        out: &'a mut dyn Write,
+        format: Format,
+        shown: &Path,
+    ) -> Result<Compressor<'a>, LayoutError> {
+        Ok(match format {
+            Format::TarGz => Compressor::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::fast(),
+            )),
+            Format::TarZst => Compressor::Zstd(
+                zstd::stream::write::Encoder::new(out, 3)
+                    .map_err(LayoutError::io("starting zstd for", shown))?,
+            ),
+            _ => Compressor::Plain(out),
+        })
+    }
+
+    /// Write the compressed stream's end and flush.
+    pub(crate) fn finish(self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Gzip(g) => g.finish()?.flush(),
+            Compressor::Zstd(z) => z.finish()?.flush(),
+        }
+    }
+}
+
+impl Write for Compressor<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Plain(w) => w.write(buf),
+            Compressor::Gzip(g) => g.write(buf),
+            Compressor::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Gzip(g) => g.flush(),
+            Compressor::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+/// The layout as a reproducible tar stream (compressed by `format`) into `out`.
+fn write_tar(
+    store: &Store,
+    plan: &Plan,
+    out: &mut dyn Write,
+    format: Format,
+    opts: &ExportOptions,
+    report: &ExportReport,
+    shown: &Path,
+) -> Result<(), LayoutError> {
+    let werr = || LayoutError::io("writing", shown);
+    let mut b = tar::Builder::new(Compressor::new(out, format, shown)?);
+    b.mode(tar::HeaderMode::Deterministic);
+    let mut blobs: Vec<&(Digest, u64)> = plan.blobs.iter().collect();
+    blobs.sort_by(|a, b| a.0.cmp(&b.0));
+    let algs: std::collections::BTreeSet<&str> =
+        blobs.iter().map(|(d, _)| d.algorithm().as_str()).collect();
+    b.append_data(&mut header(0, 0o755, true), "blobs/", io::empty())
+        .map_err(werr())?;
+    let total = report.bytes;
+    let mut done = 0;
+    for alg in algs {
+        b.append_data(
+            &mut header(0, 0o755, true),
+            format!("blobs/{alg}/"),
+            io::empty(),
+        )
+        .map_err(werr())?;
+        for (d, size) in blobs.iter().filter(|(d, _)| d.algorithm().as_str() == alg) {
+            let f = store.open_blob(d)?;
+            b.append_data(
+                &mut header(*size, 0o644, false),
+                format!("blobs/{alg}/{}", d.hex()),
+                f,
+            )
+            .map_err(werr())?;
+            done += size;
+            if let Some(p) = &opts.progress {
+                p(done, total);
+            }
+        }
+    }
+    let annotations = opts
+        .base
+        .as_ref()
+        .and_then(|b| b.id.as_ref())
+        .map(|id| serde_json::json!({ ANNOTATION_BASE: id.to_string() }));
+    let index = index_json_annotated(&plan.entries, annotations);
+    b.append_data(
+        &mut header(index.len() as u64, 0o644, false),
+        "index.json",
+        &index[..],
+    )
+    .map_err(werr())?;
+    b.append_data(
+        &mut header(OCI_LAYOUT.len() as u64, 0o644, false),
+        "oci-layout",
+        OCI_LAYOUT,
+    )
+    .map_err(werr())?;
+    b.into_inner()
+        .and_then(Compressor::finish)
+        .map_err(werr())?;
+    Ok(())
 }

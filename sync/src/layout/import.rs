@@ -19,7 +19,8 @@ use sealift_store::{
 
 use super::entry::{self, EntryPath};
 use super::error::LayoutError;
-use super::Progress;
+use super::export::ANNOTATION_BASE;
+use super::{split, Progress};
 
 /// How to import.
 #[derive(Clone, Default)]
@@ -61,7 +62,8 @@ pub struct ImportReport {
 }
 
 /// Import a layout directory or tarball (`.tar`, gzip or zstd compressed: detected from the
-/// bytes, not the name).
+/// bytes, not the name), or a split bundle (its first part `NAME.000`, its `NAME.sha256`, or
+/// the folder holding them: every part is checked against the checksum file first).
 pub fn import_path(
     store: &Store,
     path: &Path,
@@ -69,6 +71,24 @@ pub fn import_path(
 ) -> Result<ImportReport, LayoutError> {
     let meta = fs::metadata(path).map_err(LayoutError::io("reading", path))?;
     let lease = store.lease(&format!("import {}", path.display()), None)?;
+    if let Some(bundle) = split::find(path)? {
+        let total = bundle.verify(opts.progress.as_ref())?;
+        let stem = bundle.stem();
+        let reader = Counting {
+            inner: bundle.reader()?,
+            done: total,
+            total: total * 2,
+            progress: opts.progress.clone(),
+        };
+        return import_tar(
+            store,
+            &lease,
+            reader,
+            &stem.display().to_string(),
+            opts,
+            default_repo(&stem),
+        );
+    }
     let default_repo = default_repo(path);
     if meta.is_dir() {
         import_dir(store, &lease, path, opts, default_repo)
@@ -238,6 +258,7 @@ fn import_tar(
         }
     }
     let index = index.ok_or_else(|| LayoutError::MissingIndex(name.to_string()))?;
+    check_complete(store, &index, name)?;
     let mut source =
         |d: &Digest, _size: u64, _mt: &str| -> Result<Option<Box<dyn Read>>, LayoutError> {
             // Every blob in the tar is already in the store; nothing more can arrive.
@@ -365,6 +386,72 @@ fn import_dir(
     Ok(report)
 }
 
+/// index.json's name for messages, and its parse.
+fn parse_index(index: &[u8], name: &str) -> Result<(String, ManifestView), LayoutError> {
+    let index_name = format!("{name}/index.json");
+    let view = ManifestView::parse(index, Some(mt::OCI_INDEX)).map_err(|e| {
+        LayoutError::BadLayoutFile {
+            path: index_name.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok((index_name, view))
+}
+
+/// Before anything is committed as a manifest or tagged: every blob the images need must be
+/// in the store by now (a tarball's blobs were streamed in; a delta bundle counts on the
+/// site's store for the rest). Names every missing digest and the images needing it.
+fn check_complete(store: &Store, index: &[u8], name: &str) -> Result<(), LayoutError> {
+    let (_, view) = parse_index(index, name)?;
+    let mut missing: std::collections::BTreeMap<Digest, Vec<String>> = Default::default();
+    for desc in &view.manifests {
+        let image = desc
+            .ref_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| desc.digest.to_string());
+        let mut stack = vec![desc.clone()];
+        let mut seen = HashSet::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d.digest.clone()) {
+                continue;
+            }
+            if store.record(&d.digest)?.is_none() {
+                let who = missing.entry(d.digest.clone()).or_default();
+                if !who.contains(&image) {
+                    who.push(image.clone());
+                }
+                continue;
+            }
+            if !mt::is_manifest(&d.media_type) || d.size > MAX_MANIFEST_SIZE as u64 {
+                continue;
+            }
+            let bytes = store.read_small(&d.digest, MAX_MANIFEST_SIZE as u64)?;
+            // A manifest that does not parse is reported, with its digest, when committed.
+            let Ok(v) = ManifestView::parse(&bytes, Some(&d.media_type)) else {
+                continue;
+            };
+            stack.extend(
+                v.children()
+                    .into_iter()
+                    .filter(|c| c.required)
+                    .map(|c| c.descriptor.clone()),
+            );
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let base = view
+        .annotations
+        .get(ANNOTATION_BASE)
+        .and_then(|b| b.parse().ok());
+    Err(LayoutError::Incomplete {
+        bundle: name.to_string(),
+        base,
+        missing: missing.into_iter().collect(),
+    })
+}
+
 /// Commit the graph named by index.json, children first, then set tags.
 #[allow(clippy::too_many_arguments)]
 fn finish(
@@ -377,13 +464,7 @@ fn finish(
     report: &mut ImportReport,
     source: &mut BlobSource<'_>,
 ) -> Result<(), LayoutError> {
-    let index_name = format!("{name}/index.json");
-    let view = ManifestView::parse(index, Some(mt::OCI_INDEX)).map_err(|e| {
-        LayoutError::BadLayoutFile {
-            path: index_name.clone(),
-            reason: e.to_string(),
-        }
-    })?;
+    let (index_name, view) = parse_index(index, name)?;
     let mut done = HashSet::new();
     let mut imported = Vec::new();
     for desc in &view.manifests {
@@ -440,7 +521,11 @@ fn finish(
     for (desc, target) in plan {
         let reference = match target {
             Some((repo, tag)) => {
-                store.set_tag(&repo, &tag, &desc.digest)?;
+                // Importing the same bundle again changes nothing, not even tag times.
+                let current = store.resolve(&StoreRef::tagged(repo.clone(), tag.clone()));
+                if current.ok().as_ref() != Some(&desc.digest) {
+                    store.set_tag(&repo, &tag, &desc.digest)?;
+                }
                 Some(format!("{repo}:{tag}"))
             }
             None => {
