@@ -233,10 +233,7 @@ impl Store {
                     .map_err(Error::io("writing", &version_path))?;
             }
         }
-        let db = sled::Config::new()
-            .path(root.join("db"))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_db(&root.join("db"))?;
         let t = |n: &str| db.open_tree(n);
         let store = Store {
             blobs: t("blobs")?,
@@ -1013,4 +1010,28 @@ fn link_child(
         blobs.insert(key, record::encode(&rec))?;
     }
     Ok(Some(rec.size))
+}
+
+/// Open the sled database. The store's LOCK is held, so no other process has it; a lock
+/// conflict can only come from this process's previous handle, whose background I/O
+/// threads let go of sled's own file lock a moment after the handle is dropped. Wait for
+/// them (up to 5 s) instead of failing a reopen.
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
+            // sled reports it as ErrorKind::Other with this text (sled 0.34 config.rs).
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
