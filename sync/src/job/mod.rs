@@ -577,6 +577,7 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
         }
     }
     // The source digest: one HEAD for a registry, a local lookup otherwise.
+    let mut etag = None;
     let (digest, src): (Digest, Arc<dyn Source>) = match &job.source {
         Place::Registry { host, .. } => {
             let reg = match client(cx.config, host) {
@@ -585,6 +586,7 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
             };
             match reg.manifest_head(&img.repo, &img.tag).await {
                 Ok(Some(h)) => {
+                    etag = h.etag.clone();
                     let src = RegistrySource::new(
                         reg,
                         img.repo.clone(),
@@ -637,6 +639,7 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
             if !cx.opts.dry_run {
                 let mut s = s.clone();
                 s.checked = now_secs();
+                s.etag = etag.or(s.etag);
                 if let Err(e) = state::put(cx.store, &job.name, &img.repo, &img.tag, &s) {
                     return fail(format!("writing sync state: {e}"));
                 }
@@ -685,7 +688,7 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
         }
         let s = TagState {
             source_digest: digest_s.clone(),
-            etag: None,
+            etag,
             checked: now,
             first_copied: st
                 .as_ref()
