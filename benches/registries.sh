@@ -3,7 +3,7 @@
 #
 #   free_port                 a port nothing listens on (yet)
 #   registry_start NAME [PORT] serve $W/NAME.data on 127.0.0.1:PORT; sets NAME_PID, NAME_HOST;
-#                             its log (with REGISTRY_ACCESSLOG=1, one line per request) is
+#                             its log (with BENCH_ACCESSLOG=1, one line per request) is
 #                             $W/NAME.log
 #   registry_stop NAME        kill it and wait
 
@@ -33,7 +33,7 @@ version: 0.1
 log:
   level: error
   accesslog:
-    disabled: $([[ ${REGISTRY_ACCESSLOG:-0} == 1 ]] && echo false || echo true)
+    disabled: $([[ ${BENCH_ACCESSLOG:-0} == 1 ]] && echo false || echo true)
 storage:
   filesystem:
     rootdirectory: "$data"

@@ -52,7 +52,7 @@ if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
 fi
 bench_workdir sealift-sync
 
-export REGISTRY_ACCESSLOG=1
+export BENCH_ACCESSLOG=1
 # shellcheck source=benches/registries.sh
 source "$(dirname "${BASH_SOURCE[0]}")/registries.sh"
 

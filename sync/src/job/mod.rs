@@ -37,7 +37,8 @@ use state::TagState;
 /// How long a store destination keeps what an unfinished copy wrote, for a resume.
 pub const RESUME_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Images copied at once by one job (layout directories: one, their index.json is shared).
+/// Destination repositories written at once by one job (layout directories: one, their
+/// index.json is shared).
 const PARALLEL_IMAGES: usize = 4;
 
 /// Why a job could not run at all (per-image failures are in the [`JobReport`]).
@@ -497,28 +498,42 @@ async fn images(cx: &Ctx<'_>, listing: &Listing, report: &mut JobReport) {
         Place::LayoutDir { .. } => 1,
         _ => PARALLEL_IMAGES,
     };
+    // Images of one destination repository go one after the other: they share layers, and
+    // distribution corrupts a repository's blob link when two uploads of one blob race
+    // (a manifest PUT then fails with DIGEST_INVALID). The next image finds them present.
+    let mut groups: Vec<(String, Vec<&Image>)> = Vec::new();
+    for img in &listing.images {
+        let d = dest_repo(cx.job, &img.repo);
+        match groups.iter_mut().find(|g| g.0 == d) {
+            Some(g) => g.1.push(img),
+            None => groups.push((d, vec![img])),
+        }
+    }
     let cancelled = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<ImageResult> = stream::iter(listing.images.iter())
-        .map(|img| {
+    let results: Vec<Vec<ImageResult>> = stream::iter(groups)
+        .map(|(_, imgs)| {
             let cancelled = &cancelled;
             async move {
-                if cx.opts.cancel.is_cancelled() {
-                    cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
-                    return None;
+                let mut out = Vec::new();
+                for img in imgs {
+                    if cx.opts.cancel.is_cancelled() {
+                        cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+                        break;
+                    }
+                    let r = sync_image(cx, img).await;
+                    if let Some(cb) = &cx.opts.on_image {
+                        cb(&r);
+                    }
+                    out.push(r);
                 }
-                let r = sync_image(cx, img).await;
-                if let Some(cb) = &cx.opts.on_image {
-                    cb(&r);
-                }
-                Some(r)
+                out
             }
         })
-        .buffered(parallel)
-        .filter_map(|r| async move { r })
+        .buffer_unordered(parallel)
         .collect()
         .await;
     report.cancelled = cancelled.into_inner();
-    for r in results {
+    for r in results.into_iter().flatten() {
         report.bytes += r.bytes;
         match r.outcome.as_str() {
             "skipped" => report.skipped.push(r),
