@@ -5,7 +5,7 @@
 #   registry_need_tools        exit 2 unless skopeo, curl and REGISTRY_BIN are installed
 #   free_port                  a TCP port on 127.0.0.1 nothing answers on
 #   registry_start NAME [PORT] serve $W/NAME.data on 127.0.0.1:PORT; sets NAME_PID, NAME_HOST;
-#                              its log (with REGISTRY_ACCESSLOG=1, one line per request) is
+#                              its log (with BENCH_ACCESSLOG=1, one line per request) is
 #                              $W/NAME.log
 #   registry_stop NAME         kill it and wait
 
@@ -47,7 +47,7 @@ version: 0.1
 log:
   level: error
   accesslog:
-    disabled: $([[ ${REGISTRY_ACCESSLOG:-0} == 1 ]] && echo false || echo true)
+    disabled: $([[ ${BENCH_ACCESSLOG:-0} == 1 ]] && echo false || echo true)
 storage:
   filesystem:
     rootdirectory: "$data"

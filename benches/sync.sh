@@ -48,7 +48,7 @@ if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
 fi
 bench_workdir sealift-sync
 
-export REGISTRY_ACCESSLOG=1
+export BENCH_ACCESSLOG=1
 
 bench_on_exit() {
     registry_stop SRC

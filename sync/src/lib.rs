@@ -1,7 +1,9 @@
 //! sealift-sync: moving images between the places they live.
 //!
-//! For now: OCI image layouts (directories and tarballs) in and out of the store. The
-//! registry transport and the sync worker build on the same pieces.
+//! OCI image layouts (directories and tarballs) in and out of the store, the registry
+//! client, one transport interface over every place images live, the copy engine, and the
+//! sync jobs built on them (`config`: the TOML file; `job`: running a job, its state and
+//! reports in the store).
 
 pub mod config;
 pub mod control;

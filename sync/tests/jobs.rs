@@ -237,6 +237,22 @@ immutable_tags = ["v1.*"]
     assert!(r.ok(), "{r:?}");
     assert_eq!(r.copied.len(), 5);
     assert_eq!(tags(&dst.host(), "m/r0").await, s(TAGS));
+    // What the job remembers: the source digest and ETag, where it went.
+    let st = sealift_sync::job::state::get(&w.store, "mirror", &mirror_repo(0), "latest")
+        .unwrap()
+        .unwrap();
+    let head = client(&src.host())
+        .manifest_head(&mirror_repo(0), "latest")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.source_digest, head.digest.to_string());
+    assert_eq!(st.destination_digest, st.source_digest);
+    assert!(st.etag.is_some());
+    assert_eq!(
+        st.destination,
+        format!("docker://{}/m/r0:latest", dp.host())
+    );
     sp.clear();
     dp.clear();
 

@@ -152,8 +152,18 @@ fn run_jobs(ctx: &Context, args: &SyncArgs, out: &mut dyn Write) -> Result<Statu
         }),
         ..Default::default()
     };
+    // Ctrl-C: no new image is started; those in flight finish, and the report says so.
+    let cancel = opts.cancel.clone();
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
     let mut reports = Vec::new();
     for job in &jobs {
+        if opts.cancel.is_cancelled() {
+            break;
+        }
         if show {
             eprintln!(
                 "== job {}{}",

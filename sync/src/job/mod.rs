@@ -37,8 +37,12 @@ use state::TagState;
 /// How long a store destination keeps what an unfinished copy wrote, for a resume.
 pub const RESUME_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Images copied at once by one job (layout directories: one, their index.json is shared).
+/// Destination repositories written at once by one job (layout directories: one, their
+/// index.json is shared).
 const PARALLEL_IMAGES: usize = 4;
+
+/// Tag checks (a HEAD each) in flight at once per destination repository.
+const CHECKS_AT_ONCE: usize = 8;
 
 /// Why a job could not run at all (per-image failures are in the [`JobReport`]).
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +217,9 @@ struct Image {
     ref_name: Option<String>,
 }
 
+/// A repository's tags (`None`: not listed, the selection names them), or why not.
+type TagList = Result<Option<Vec<String>>, String>;
+
 /// What listing the source found.
 #[derive(Default)]
 struct Listing {
@@ -285,22 +292,33 @@ async fn list_source(
                     all
                 }
             };
-            let mut l = Listing::default();
-            for r in repos {
-                let tags = if job.tags.explicit_only() {
-                    job.tags.list.clone()
-                } else {
-                    match reg.tags(&r).await {
-                        Ok(t) => {
-                            l.tags.insert(r.clone(), t.iter().cloned().collect());
-                            t
+            // Tag lists of several repositories at once.
+            let lists: Vec<(String, TagList)> = stream::iter(repos)
+                .map(|r| {
+                    let reg = reg.clone();
+                    async move {
+                        if job.tags.explicit_only() {
+                            return (r, Ok(None));
                         }
-                        Err(RegistryError::NotFound { .. }) => {
-                            l.tags.insert(r.clone(), HashSet::new());
-                            Vec::new()
-                        }
-                        Err(e) => return Err(format!("listing tags of {host}/{r}: {e}")),
+                        let t = match reg.tags(&r).await {
+                            Ok(t) => Ok(Some(t)),
+                            Err(RegistryError::NotFound { .. }) => Ok(Some(Vec::new())),
+                            Err(e) => Err(format!("listing tags of {host}/{r}: {e}")),
+                        };
+                        (r, t)
                     }
+                })
+                .buffered(8)
+                .collect()
+                .await;
+            let mut l = Listing::default();
+            for (r, t) in lists {
+                let tags = match t? {
+                    Some(t) => {
+                        l.tags.insert(r.clone(), t.iter().cloned().collect());
+                        t
+                    }
+                    None => job.tags.list.clone(),
                 };
                 for t in job.tags.select(&tags) {
                     l.images.push(Image {
@@ -497,28 +515,51 @@ async fn images(cx: &Ctx<'_>, listing: &Listing, report: &mut JobReport) {
         Place::LayoutDir { .. } => 1,
         _ => PARALLEL_IMAGES,
     };
+    // Images of one destination repository go one after the other: they share layers, and
+    // distribution corrupts a repository's blob link when two uploads of one blob race
+    // (a manifest PUT then fails with DIGEST_INVALID). The next image finds them present.
+    let mut groups: Vec<(String, Vec<&Image>)> = Vec::new();
+    for img in &listing.images {
+        let d = dest_repo(cx.job, &img.repo);
+        match groups.iter_mut().find(|g| g.0 == d) {
+            Some(g) => g.1.push(img),
+            None => groups.push((d, vec![img])),
+        }
+    }
     let cancelled = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<ImageResult> = stream::iter(listing.images.iter())
-        .map(|img| {
+    let results: Vec<Vec<ImageResult>> = stream::iter(groups)
+        .map(|(_, imgs)| {
             let cancelled = &cancelled;
             async move {
-                if cx.opts.cancel.is_cancelled() {
-                    cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
-                    return None;
+                // Checks (one HEAD each at most) at once; copies one after the other.
+                let checked: Vec<Result<Todo<'_>, ImageResult>> = stream::iter(imgs)
+                    .map(|img| check_image(cx, img))
+                    .buffered(CHECKS_AT_ONCE)
+                    .collect()
+                    .await;
+                let mut out = Vec::new();
+                for c in checked {
+                    let r = match c {
+                        Err(done) => done,
+                        Ok(_) if cx.opts.cancel.is_cancelled() => {
+                            cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+                            continue;
+                        }
+                        Ok(todo) => copy_image(cx, todo).await,
+                    };
+                    if let Some(cb) = &cx.opts.on_image {
+                        cb(&r);
+                    }
+                    out.push(r);
                 }
-                let r = sync_image(cx, img).await;
-                if let Some(cb) = &cx.opts.on_image {
-                    cb(&r);
-                }
-                Some(r)
+                out
             }
         })
-        .buffered(parallel)
-        .filter_map(|r| async move { r })
+        .buffer_unordered(parallel)
         .collect()
         .await;
     report.cancelled = cancelled.into_inner();
-    for r in results {
+    for r in results.into_iter().flatten() {
         report.bytes += r.bytes;
         match r.outcome.as_str() {
             "skipped" => report.skipped.push(r),
@@ -553,7 +594,21 @@ async fn dest_intact(cx: &Ctx<'_>, dest_repo: &str, tag: &str, st: &TagState) ->
     }
 }
 
-async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
+/// An image whose source changed (or was never copied): what its copy needs.
+struct Todo<'i> {
+    img: &'i Image,
+    drepo: String,
+    source: String,
+    destination: String,
+    st: Option<TagState>,
+    digest_s: String,
+    etag: Option<String>,
+    src: Arc<dyn Source>,
+}
+
+/// Decide whether an image needs a copy: `Err` is its result when it does not (skipped,
+/// or failed). Cheap (one HEAD at most), so run for many images at once.
+async fn check_image<'i>(cx: &Ctx<'_>, img: &'i Image) -> Result<Todo<'i>, ImageResult> {
     let job = cx.job;
     let drepo = dest_repo(job, &img.repo);
     let source = describe(&job.source, &img.repo, &img.tag);
@@ -564,27 +619,29 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
     };
     let st = match state::get(cx.store, &job.name, &img.repo, &img.tag) {
         Ok(s) => s,
-        Err(e) => return fail(format!("reading sync state: {e}")),
+        Err(e) => return Err(fail(format!("reading sync state: {e}"))),
     };
     let same_dest = st.as_ref().filter(|s| s.destination == destination);
     if let (Some(s), Some(imm)) = (same_dest, &job.immutable_tags) {
         if imm.accepts(&img.tag) && !s.source_digest.is_empty() {
-            return ImageResult {
+            return Err(ImageResult {
                 digest: Some(s.source_digest.clone()),
                 reason: Some("immutable tag, already copied".into()),
                 ..result("skipped", source, destination)
-            };
+            });
         }
     }
     // The source digest: one HEAD for a registry, a local lookup otherwise.
+    let mut etag = None;
     let (digest, src): (Digest, Arc<dyn Source>) = match &job.source {
         Place::Registry { host, .. } => {
             let reg = match client(cx.config, host) {
                 Ok(r) => r,
-                Err(e) => return fail(e.to_string()),
+                Err(e) => return Err(fail(e.to_string())),
             };
             match reg.manifest_head(&img.repo, &img.tag).await {
                 Ok(Some(h)) => {
+                    etag = h.etag.clone();
                     let src = RegistrySource::new(
                         reg,
                         img.repo.clone(),
@@ -593,17 +650,17 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
                     );
                     (h.digest, Arc::new(src))
                 }
-                Ok(None) => return fail("not found at the source".into()),
-                Err(e) => return fail(e.to_string()),
+                Ok(None) => return Err(fail("not found at the source".into())),
+                Err(e) => return Err(fail(e.to_string())),
             }
         }
         Place::Store { .. } => {
             let Some(d) = &img.desc else {
-                return fail("tag names a digest the store has no record of".into());
+                return Err(fail("tag names a digest the store has no record of".into()));
             };
             let r = match (img.repo.parse::<Repo>(), img.tag.parse::<Tag>()) {
                 (Ok(r), Ok(t)) => StoreRef::tagged(r, t),
-                _ => return fail("not a valid store reference".into()),
+                _ => return Err(fail("not a valid store reference".into())),
             };
             (
                 d.digest.clone(),
@@ -612,7 +669,7 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
         }
         Place::LayoutDir { path } => {
             let Some(d) = &img.desc else {
-                return fail("no index.json entry".into());
+                return Err(fail("no index.json entry".into()));
             };
             (
                 d.digest.clone(),
@@ -621,13 +678,13 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
         }
         Place::LayoutTar { path } => {
             let Some(d) = &img.desc else {
-                return fail("no index.json entry".into());
+                return Err(fail("no index.json entry".into()));
             };
             let (p, n) = (path.clone(), img.ref_name.clone());
             match tokio::task::spawn_blocking(move || LayoutTarSource::open(p, n)).await {
                 Ok(Ok(s)) => (d.digest.clone(), Arc::new(s)),
-                Ok(Err(e)) => return fail(e.to_string()),
-                Err(e) => return fail(e.to_string()),
+                Ok(Err(e)) => return Err(fail(e.to_string())),
+                Err(e) => return Err(fail(e.to_string())),
             }
         }
     };
@@ -637,17 +694,48 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
             if !cx.opts.dry_run {
                 let mut s = s.clone();
                 s.checked = now_secs();
+                s.etag = etag.or(s.etag);
                 if let Err(e) = state::put(cx.store, &job.name, &img.repo, &img.tag, &s) {
-                    return fail(format!("writing sync state: {e}"));
+                    return Err(fail(format!("writing sync state: {e}")));
                 }
             }
-            return ImageResult {
+            return Err(ImageResult {
                 digest: Some(digest_s),
                 reason: Some("unchanged".into()),
                 ..result("skipped", source, destination)
-            };
+            });
         }
     }
+    let st = st.clone();
+    Ok(Todo {
+        img,
+        drepo,
+        source,
+        destination,
+        st,
+        digest_s,
+        etag,
+        src,
+    })
+}
+
+/// Copy an image [`check_image`] found changed, and record its state.
+async fn copy_image(cx: &Ctx<'_>, t: Todo<'_>) -> ImageResult {
+    let job = cx.job;
+    let Todo {
+        img,
+        drepo,
+        source,
+        destination,
+        st,
+        digest_s,
+        etag,
+        src,
+    } = t;
+    let fail = |reason: String| ImageResult {
+        reason: Some(reason),
+        ..result("failed", source.clone(), destination.clone())
+    };
     let sink: Arc<dyn Sink> = match open_sink(cx, &drepo, &img.tag) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
@@ -685,7 +773,7 @@ async fn sync_image(cx: &Ctx<'_>, img: &Image) -> ImageResult {
         }
         let s = TagState {
             source_digest: digest_s.clone(),
-            etag: None,
+            etag,
             checked: now,
             first_copied: st
                 .as_ref()

@@ -43,6 +43,8 @@ pub struct ManifestHead {
     pub size: u64,
     /// Media type.
     pub media_type: String,
+    /// The `ETag` the registry sent, if any (kept by sync jobs with the digest).
+    pub etag: Option<String>,
 }
 
 /// The media type from a Content-Type value, without parameters; `None` for the generic
@@ -191,12 +193,14 @@ impl Registry {
         let digest = reference.parse::<Digest>().ok().or(announced);
         let size = resp.content_length();
         let media_type = content_type(resp.header(CONTENT_TYPE));
+        let etag = resp.header(reqwest::header::ETAG).map(str::to_string);
         drop(resp);
         match (digest, size, media_type) {
             (Some(digest), Some(size), Some(media_type)) => Ok(Some(ManifestHead {
                 digest,
                 size,
                 media_type,
+                etag,
             })),
             _ => {
                 let m = match self.manifest_get(repo, reference).await {
@@ -208,6 +212,7 @@ impl Registry {
                     digest: m.digest,
                     size: m.bytes.len() as u64,
                     media_type: m.media_type,
+                    etag,
                 }))
             }
         }
