@@ -141,3 +141,35 @@ pub(super) fn wait_for_progress(env: &Env, child: &mut Child, blobs: usize, part
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+/// A closed stderr (a log reader that went away) must not crash or hang sealift: logging
+/// at trace level with nobody reading, an import still completes and the store is clean.
+#[test]
+fn a_closed_stderr_neither_crashes_nor_hangs() {
+    let env = Env::new();
+    let sample = root().join("examples/sample-layout");
+    let mut child = env
+        .cmd()
+        .args(["import", sample.to_str().unwrap()])
+        .env("SEALIFT_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end at once: every log line now fails to write.
+    drop(child.stderr.take());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("sealift hung with its stderr closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "import with a closed stderr: {status}");
+    assert_eq!(env.images().len(), 2);
+    env.ok(&["verify"]);
+}
