@@ -12,5 +12,6 @@ mod e2e {
     mod registry;
     mod roundtrip;
     mod serve;
+    mod store_safety;
     mod sync;
 }

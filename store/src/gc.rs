@@ -11,7 +11,7 @@
 //! record's epoch stamp. Anything held, linked or tagged after the bump carries the new
 //! epoch and is skipped.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::time::Duration;
 
@@ -70,6 +70,11 @@ pub struct GcReport {
     /// Reachable items kept.
     pub live: usize,
 }
+
+/// Removed records made durable per batch before their files go: a flush per batch
+/// instead of per record, and a crash loses at most one batch of unlinks (the files stay
+/// as orphans, swept on the next open).
+const UNLINK_BATCH: usize = 256;
 
 impl Store {
     /// Collect what nothing reaches.
@@ -172,27 +177,45 @@ impl Store {
             }
         }
 
-        for (d, rec) in candidates {
-            if opts.dry_run {
+        if opts.dry_run {
+            for (d, rec) in candidates {
                 report.bytes += rec.size;
                 report.removed.push(Collected {
                     digest: d,
                     size: rec.size,
                     media_type: rec.media_type,
                 });
-                continue;
             }
-            match self.delete_if_untouched(&d, epoch)? {
-                Some(rec) => {
-                    report.bytes += rec.size;
-                    report.removed.push(Collected {
-                        digest: d,
-                        size: rec.size,
-                        media_type: rec.media_type,
-                    });
+        } else {
+            // Parents before children: a crash part-way then never leaves a manifest whose
+            // required child is gone (which verify would call a broken image).
+            let candidates = self.parents_first(candidates)?;
+            // Records go first and are made durable (flushed) before their files are
+            // unlinked, a batch at a time: a crash then leaves at worst a file without a
+            // record (an orphan, swept on the next open), never a record without its file.
+            let mut pending: Vec<Digest> = Vec::new();
+            let mut deleted: u64 = 0;
+            let mut unlinked: u64 = 0;
+            for (d, _) in candidates {
+                match self.delete_record_if_untouched(&d, epoch)? {
+                    Some(rec) => {
+                        deleted += 1;
+                        crate::fault::reached("gc.after_delete", deleted);
+                        report.bytes += rec.size;
+                        report.removed.push(Collected {
+                            digest: d.clone(),
+                            size: rec.size,
+                            media_type: rec.media_type,
+                        });
+                        pending.push(d);
+                    }
+                    None => report.spared_by_writer += 1,
                 }
-                None => report.spared_by_writer += 1,
+                if pending.len() >= UNLINK_BATCH {
+                    self.unlink_removed(&mut pending, &mut unlinked)?;
+                }
             }
+            self.unlink_removed(&mut pending, &mut unlinked)?;
         }
 
         report.orphan_files = self.sweep_orphan_files(opts.dry_run)?.len();
@@ -203,8 +226,9 @@ impl Store {
         Ok(report)
     }
 
-    /// Delete one record (then its file) unless a writer stamped it with `epoch` or later.
-    fn delete_if_untouched(&self, d: &Digest, epoch: u64) -> Result<Option<BlobRecord>> {
+    /// Delete one record (and the edges it owned) unless a writer stamped it with `epoch`
+    /// or later. Its file stays until [`Store::unlink_removed`].
+    fn delete_record_if_untouched(&self, d: &Digest, epoch: u64) -> Result<Option<BlobRecord>> {
         let _s = self.stripe(d);
         let key = d.to_key();
         let removed = self.blobs.transaction(|b| {
@@ -222,14 +246,81 @@ impl Store {
         let removed: Option<BlobRecord> = removed.map_err(Error::from)?;
         if let Some(rec) = &removed {
             self.forget_edges(d, rec)?;
-            let p = self.blob_path(d);
+        }
+        Ok(removed)
+    }
+
+    /// Make the removals of `pending` durable, then unlink their files. A put of the same
+    /// digest may have committed it again since (it renames its own copy into place under
+    /// the stripe lock): that file is kept.
+    fn unlink_removed(&self, pending: &mut Vec<Digest>, unlinked: &mut u64) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.db.flush()?;
+        for d in pending.drain(..) {
+            let _s = self.stripe(&d);
+            if self.blobs.contains_key(d.to_key())? {
+                continue;
+            }
+            *unlinked += 1;
+            crate::fault::reached("gc.before_unlink", *unlinked);
+            let p = self.blob_path(&d);
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io("removing", &p)(e)),
             }
+            crate::fault::reached("gc.after_unlink", *unlinked);
         }
-        Ok(removed)
+        Ok(())
+    }
+
+    /// Order `candidates` so that every manifest comes before the children it links among
+    /// them. Nothing live links a candidate (or it would be marked), so deleting in this
+    /// order keeps every remaining manifest complete at each step.
+    fn parents_first(
+        &self,
+        candidates: Vec<(Digest, BlobRecord)>,
+    ) -> Result<Vec<(Digest, BlobRecord)>> {
+        let index: HashMap<Digest, usize> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, (d, _))| (d.clone(), i))
+            .collect();
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
+        let mut parents = vec![0usize; candidates.len()];
+        for (i, (d, rec)) in candidates.iter().enumerate() {
+            if !rec.manifest {
+                continue;
+            }
+            for e in self.edges(d)? {
+                if let Some(&j) = index.get(&e.child) {
+                    children[i].push(j);
+                    parents[j] += 1;
+                }
+            }
+        }
+        // Kahn's algorithm; iterative, so a deep chain cannot overflow the stack.
+        let mut ready: Vec<usize> = (0..candidates.len()).filter(|&i| parents[i] == 0).collect();
+        let mut order = Vec::with_capacity(candidates.len());
+        let mut placed = vec![false; candidates.len()];
+        while let Some(i) = ready.pop() {
+            placed[i] = true;
+            order.push(i);
+            for &j in &children[i] {
+                parents[j] -= 1;
+                if parents[j] == 0 {
+                    ready.push(j);
+                }
+            }
+        }
+        // Content addressing rules out cycles; should a corrupt graph hold one, its nodes
+        // still go, last.
+        order.extend((0..candidates.len()).filter(|&i| !placed[i]));
+        let mut slots: Vec<Option<(Digest, BlobRecord)>> =
+            candidates.into_iter().map(Some).collect();
+        Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
     }
 
     /// Remove the edges a deleted manifest owned (its children and its referrer link).

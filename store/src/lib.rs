@@ -20,6 +20,7 @@ pub mod diffid;
 pub mod digest;
 pub mod du;
 pub mod error;
+pub mod fault;
 pub mod gc;
 pub mod lock;
 pub mod manifest;

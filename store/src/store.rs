@@ -233,7 +233,30 @@ impl Store {
                     .map_err(Error::io("writing", &version_path))?;
             }
         }
-        let db = open_db(&root.join("db"))?;
+        let reserve = root.join(RESERVE);
+        let store = match Store::open_db_and_recover(&root, lock.duplicate()?) {
+            Ok(s) => s,
+            // Opening writes (sled's snapshot of its log, the open marker, lease cleanup),
+            // so on a full disk it fails; the reserve file gives that space back. Any
+            // failure frees it: the retry's own error is what the user sees.
+            Err(first) if fs::remove_file(&reserve).is_ok() => {
+                tracing::warn!(
+                    "opening the store failed ({first}); freed its {} KiB reserve to retry \
+                     (the disk may be full)",
+                    RESERVE_BYTES >> 10
+                );
+                Store::open_db_and_recover(&root, lock.duplicate()?)?
+            }
+            Err(e) => return Err(e),
+        };
+        store.keep_reserve();
+        Ok(store)
+    }
+
+    fn open_db_and_recover(root: &Path, lock: StoreLock) -> Result<Store> {
+        let db_dir = root.join("db");
+        remove_snapshot_leftovers(&db_dir);
+        let db = open_db(&db_dir)?;
         let t = |n: &str| db.open_tree(n);
         let store = Store {
             blobs: t("blobs")?,
@@ -246,7 +269,7 @@ impl Store {
             ingests: t("ingests")?,
             meta: t("meta")?,
             db,
-            root,
+            root: root.to_path_buf(),
             session: rand::random(),
             gate: RwLock::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
@@ -254,6 +277,31 @@ impl Store {
         };
         store.recover()?;
         Ok(store)
+    }
+
+    /// Put the reserve file back if a full disk took it (best effort: without space it
+    /// stays absent, and a partial one is removed so it never holds the last bytes).
+    fn keep_reserve(&self) {
+        let path = self.root.join(RESERVE);
+        if fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+            return;
+        }
+        let written = (|| {
+            let mut f = File::create(&path)?;
+            let zeros = vec![0u8; 64 * 1024];
+            let mut left = RESERVE_BYTES;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            // No fsync: a reserve lost in a crash is simply written again.
+            Ok::<(), std::io::Error>(())
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            tracing::debug!("no room for the store's reserve file: {e}");
+        }
     }
 
     /// A store closed cleanly removes its `open` marker; finding one on open means the last
@@ -319,6 +367,15 @@ impl Store {
             }
         }
         if self.crashed_before()? {
+            // Records before orphans: a dropped record's file (if it is there but short)
+            // becomes an orphan the sweep below removes.
+            let dropped = self.drop_records_without_files()?;
+            if dropped > 0 {
+                tracing::warn!(
+                    "dropped {dropped} records whose blob files are missing or short; \
+                     the images that need them show as broken until imported again"
+                );
+            }
             let orphans = self.sweep_orphan_files(false)?;
             if !orphans.is_empty() {
                 tracing::info!(
@@ -337,6 +394,22 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// After a crash: a stat per record, dropping those whose file is not in place.
+    fn drop_records_without_files(&self) -> Result<usize> {
+        let mut n = 0;
+        for item in self.records() {
+            let (d, rec) = item?;
+            if !self.file_present(&d, &rec) {
+                self.drop_record(&d, &rec)?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.flush()?;
+        }
+        Ok(n)
     }
 
     // ---- leases -------------------------------------------------------------------------
@@ -395,9 +468,34 @@ impl Store {
             .transpose()
     }
 
+    /// Whether a record's file is in place with the recorded size: a stat, not a hash.
+    pub fn file_present(&self, d: &Digest, rec: &BlobRecord) -> bool {
+        fs::metadata(self.blob_path(d)).is_ok_and(|m| m.is_file() && m.len() == rec.size)
+    }
+
+    /// Drop a record whose bytes are gone or wrong (and the edges it owned): its parents
+    /// then show as broken, and the next put of the digest writes it afresh.
+    pub(crate) fn drop_record(&self, d: &Digest, rec: &BlobRecord) -> Result<()> {
+        self.blobs.remove(d.to_key())?;
+        self.forget_edges(d, rec)
+    }
+
     /// "Exists, and hold it" as one transaction, so GC cannot take it between the check
-    /// and the use. Returns the record when present.
+    /// and the use. Returns the record when present, and only when its file is in place
+    /// too: a record whose file is missing (a store damaged by hand, or by a crash of an
+    /// older sealift's GC) must not make a put skip the bytes that would repair it.
     pub fn hold(&self, lease: &Lease, d: &Digest) -> Result<Option<BlobRecord>> {
+        let r = self.hold_record(lease, d)?;
+        match r {
+            Some(rec) if !self.file_present(d, &rec) => {
+                tracing::warn!("{d}: recorded but its file is missing or short; writing it again");
+                Ok(None)
+            }
+            r => Ok(r),
+        }
+    }
+
+    fn hold_record(&self, lease: &Lease, d: &Digest) -> Result<Option<BlobRecord>> {
         let _g = self.gate_shared();
         let epoch = self.epoch()?;
         let key = d.to_key();
@@ -1010,6 +1108,34 @@ fn link_child(
         blobs.insert(key, record::encode(&rec))?;
     }
     Ok(Some(rec.size))
+}
+
+/// Space kept free for opening the store on a full disk (see [`Store::open`]). Opening
+/// needs room for sled's snapshot of its log (a few bytes per page) and a log segment.
+const RESERVE_BYTES: u64 = 4 << 20;
+const RESERVE: &str = "RESERVE";
+
+/// sled 0.34 writes its snapshot to `snap.<lsn>.generating`, fsyncs, then renames it to
+/// `snap.<lsn>`; the previous snapshot is removed only after that rename. A process killed,
+/// or a disk filled, before the rename leaves a `.generating` file (empty, or without its
+/// trailing length and CRC), and sled's open picks the highest-sorting `snap.*` file, finds
+/// it corrupt and refuses every later open ("Read corrupted data at file offset None"). The
+/// leftover is never needed: the previous snapshot is still there and the log still holds
+/// everything after it. The store's LOCK is held, so no other process is writing one.
+fn remove_snapshot_leftovers(db_dir: &Path) {
+    let Ok(entries) = fs::read_dir(db_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!("removed {name}, a snapshot sled left unfinished"),
+                Err(err) => tracing::warn!("removing {}: {err}", e.path().display()),
+            }
+        }
+    }
 }
 
 /// Open the sled database. The store's LOCK is held, so no other process has it; a lock

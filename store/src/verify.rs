@@ -251,8 +251,7 @@ impl Store {
         if opts.repair {
             for (d, rec, remove_file) in &bad_records {
                 let _s = self.stripe(d);
-                self.blobs.remove(d.to_key())?;
-                self.forget_edges(d, rec)?;
+                self.drop_record(d, rec)?;
                 if *remove_file {
                     let _ = fs::remove_file(self.blob_path(d));
                 }

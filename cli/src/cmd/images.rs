@@ -22,10 +22,13 @@ struct ImageRow {
     platforms: Vec<String>,
     /// Sum of the sizes of every node of the graph that is present.
     size: u64,
-    /// `ok`, or `broken` when a required node is absent.
+    /// `ok`, or `broken` when a required node is absent or a node's file is missing.
     status: &'static str,
     /// Required (parent, child) edges whose child is absent.
     missing: Vec<MissingEdge>,
+    /// Nodes recorded in the store whose file is missing or of the wrong size (what
+    /// `verify` reports as a missing file; found with a stat, not a hash).
+    missing_files: Vec<Digest>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -46,6 +49,7 @@ struct Summary {
     platforms: Vec<String>,
     size: u64,
     missing: Vec<MissingEdge>,
+    missing_files: Vec<Digest>,
     present: bool,
 }
 
@@ -72,12 +76,13 @@ pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
             media_type: s.media_type,
             platforms: s.platforms,
             size: s.size,
-            status: if s.present && s.missing.is_empty() {
+            status: if s.present && s.missing.is_empty() && s.missing_files.is_empty() {
                 "ok"
             } else {
                 "broken"
             },
             missing: s.missing,
+            missing_files: s.missing_files,
         });
     }
 
@@ -116,6 +121,7 @@ fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
             platforms: Vec::new(),
             size: 0,
             missing: Vec::new(),
+            missing_files: Vec::new(),
             present: false,
         });
     };
@@ -136,6 +142,11 @@ fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
         media_type: rec.media_type,
         platforms,
         size: nodes.iter().map(|(_, r)| r.size).sum(),
+        missing_files: nodes
+            .iter()
+            .filter(|(d, r)| !store.file_present(d, r))
+            .map(|(d, _)| d.clone())
+            .collect(),
         missing: missing
             .into_iter()
             .map(|(parent, child)| MissingEdge { parent, child })

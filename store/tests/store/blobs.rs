@@ -261,3 +261,36 @@ fn put_blob_lease_released_mid_stream_commits_nothing() {
     );
     assert!(ingest_files(dir.path()).is_empty());
 }
+
+/// A record whose file is gone (a hand, or a crash of an older GC) is not "present": the
+/// put reads the stream and writes the file again, and `hold` does not claim it either.
+#[test]
+fn put_blob_rewrites_a_recorded_blob_whose_file_is_missing() {
+    let (_dir, store) = open_temp();
+    let lease = store.lease("t", None).unwrap();
+    let data = noise("blob-gone", 50_000);
+    let d = Digest::sha256(&data);
+    let size = data.len() as u64;
+    store
+        .put_blob(&lease, &d, size, "", &mut &data[..])
+        .unwrap();
+    std::fs::remove_file(store.blob_path(&d)).unwrap();
+    let rec = store.record(&d).unwrap().expect("record kept");
+    assert!(!store.file_present(&d, &rec));
+    assert!(store.hold(&lease, &d).unwrap().is_none());
+    let out = store
+        .put_blob(&lease, &d, size, "", &mut &data[..])
+        .unwrap();
+    assert_eq!(out, PutOutcome::Written);
+    assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), data);
+    assert!(store.file_present(&d, &rec));
+    let out = store
+        .put_blob(&lease, &d, size, "", &mut PanicReader)
+        .unwrap();
+    assert_eq!(out, PutOutcome::Present);
+    assert!(store
+        .verify(Default::default())
+        .unwrap()
+        .problems
+        .is_empty());
+}

@@ -102,3 +102,36 @@ fn tags_records_edges_and_pins_survive_reopen() {
         .unwrap();
     assert!(r.removed.is_empty(), "{:?}", r.removed);
 }
+
+/// sled 0.34 leaves an empty `snap.<lsn>.generating` when killed, or out of space, between
+/// creating its snapshot file and renaming it; the store still opens, with nothing lost.
+#[test]
+fn an_empty_unfinished_sled_snapshot_does_not_stop_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = sealift_store::Digest::sha256(b"kept");
+    {
+        let store = sealift_store::Store::open(dir.path()).unwrap();
+        let lease = store.lease("t", None).unwrap();
+        store
+            .put_blob(&lease, &d, 4, "", &mut &b"kept"[..])
+            .unwrap();
+        store.pin(&d).unwrap();
+    }
+    let db = dir.path().join("db");
+    let lsn = std::fs::read_dir(&db)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            u64::from_str_radix(n.strip_prefix("snap.")?, 16).ok()
+        })
+        .max()
+        // A small store may have no snapshot yet; sled names one after a log offset.
+        .unwrap_or_else(|| std::fs::metadata(db.join("db")).unwrap().len());
+    let leftover = db.join(format!("snap.{:016X}.generating", lsn + 4096));
+    std::fs::File::create(&leftover).unwrap();
+    let store = sealift_store::Store::open(dir.path()).unwrap();
+    assert!(store.record(&d).unwrap().is_some());
+    assert_eq!(store.pins().unwrap(), vec![d]);
+    assert!(!leftover.exists());
+}
