@@ -511,12 +511,26 @@ fn a_directory_import_does_not_speak_of_tar_entries() {
 #[test]
 fn a_closed_stdout_is_success() {
     let env = Env::new();
-    baseline(&env);
-    env.ok(&["images"]);
+    let sample = root().join("examples/sample-layout");
+    let config = env.path("sync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[job]]\nname = \"sample\"\nsource = \"oci:{}\"\ndestination = \"store:\"\n",
+            sample.display()
+        ),
+    )
+    .unwrap();
+    for _ in 0..30 {
+        env.ok(&["sync", "--config", config.to_str().unwrap()]);
+    }
+    // More than stdout's buffer (8 KiB), so the pipe breaks in the middle of the document.
+    let history = env.ok(&["--json", "sync", "history", "-n", "50"]);
+    assert!(history.len() > 16 << 10, "{} bytes", history.len());
     // A pipe whose reader is gone before anything is written: every write is EPIPE, as
     // for `| head -c1` once head has exited, without a race.
     for args in [
-        &["--json", "sync", "history"][..],
+        &["--json", "sync", "history", "-n", "50"][..],
         &["--json", "images"][..],
         &["images"][..],
     ] {
