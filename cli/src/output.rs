@@ -64,7 +64,9 @@ impl Table {
 
 /// Write `value` as pretty JSON followed by a newline.
 pub fn json<T: Serialize + ?Sized>(w: &mut dyn Write, value: &T) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *w, value).map_err(io::Error::other)?;
+    // `From` hands back serde_json's own I/O error as it was, so a closed pipe stays a
+    // BrokenPipe that `main` treats as success (`io::Error::other` hid it).
+    serde_json::to_writer_pretty(&mut *w, value).map_err(io::Error::from)?;
     writeln!(w)
 }
 
@@ -165,4 +167,22 @@ mod tests {
             "application/x-custom"
         );
     }
+}
+
+/// An error and its causes, `: `-separated, each cause once: library errors print their
+/// source in their own message too, so `{:#}` said every cause twice ("… over the 4 MiB
+/// limit: … over the 4 MiB limit").
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

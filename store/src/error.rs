@@ -115,6 +115,19 @@ pub enum Error {
         /// Size in the store.
         actual: u64,
     },
+    /// A manifest graph nests deeper than [`crate::manifest::MAX_DEPTH`].
+    #[error(
+        "the manifest graph of {root} nests more than {} manifests deep ({at} is at depth {depth}); refusing it (real images nest 2 or 3)",
+        crate::manifest::MAX_DEPTH
+    )]
+    TooDeep {
+        /// The graph's root.
+        root: Digest,
+        /// The first manifest found past the limit.
+        at: Digest,
+        /// Its depth (the root is 1).
+        depth: usize,
+    },
     /// Nothing by that digest.
     #[error("{0} is not in the store")]
     NotFound(Digest),

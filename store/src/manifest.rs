@@ -15,6 +15,12 @@ use crate::platform::Platform;
 /// The largest manifest the store accepts, as distribution and containerd do.
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
+/// How many manifests deep a graph may nest (an image manifest alone is 1, an index of
+/// images 2; real images nest 2 or 3). Every walk of a manifest graph (the store's, a copy's
+/// plan, an import, an export) stops past it with [`crate::Error::TooDeep`]: a hostile chain
+/// thousands deep must be an error, not a stack overflow or thousands of fetches.
+pub const MAX_DEPTH: usize = 16;
+
 /// A content descriptor, as it appears inside manifests and indexes.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -896,16 +896,19 @@ impl Store {
     }
 
     /// Every digest reachable from `root` through recorded edges (root first), with the
-    /// required children that are absent as (parent, child) pairs.
+    /// required children that are absent as (parent, child) pairs. A graph nesting manifests
+    /// deeper than [`MAX_DEPTH`](crate::manifest::MAX_DEPTH) is [`Error::TooDeep`], so
+    /// `set_tag` never names one.
     pub fn walk(&self, root: &Digest) -> Result<Graph> {
         let mut seen = std::collections::HashSet::new();
-        let mut stack = vec![root.clone()];
+        // Each digest with the number of manifests on the path to it, the root's included.
+        let mut stack = vec![(root.clone(), 1)];
         let mut nodes = Vec::new();
         let mut missing = Vec::new();
         if self.record(root)?.is_none() {
             return Err(Error::NotFound(root.clone()));
         }
-        while let Some(d) = stack.pop() {
+        while let Some((d, depth)) = stack.pop() {
             if !seen.insert(d.clone()) {
                 continue;
             }
@@ -913,9 +916,16 @@ impl Store {
                 continue;
             };
             if rec.manifest {
+                if depth > crate::manifest::MAX_DEPTH {
+                    return Err(Error::TooDeep {
+                        root: root.clone(),
+                        at: d,
+                        depth,
+                    });
+                }
                 for e in self.edges(&d)? {
                     if self.blobs.contains_key(e.child.to_key())? {
-                        stack.push(e.child);
+                        stack.push((e.child, depth + 1));
                     } else if e.required {
                         missing.push((d.clone(), e.child));
                     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use sealift_store::manifest::{ManifestKind, Role};
+use sealift_store::manifest::{ManifestKind, Role, MAX_DEPTH};
 use sealift_store::media_type as mt;
 use sealift_store::{Descriptor, Digest, ManifestView, Platform};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -143,6 +143,20 @@ fn rewrite(bytes: &[u8], keep: &HashSet<Digest>) -> Result<Vec<u8>, TransportErr
     serde_json::to_vec(&v).map_err(|e| TransportError::Unsupported(format!("rewriting index: {e}")))
 }
 
+/// One step of the plan's walk: visit a manifest (fetching its bytes unless given), or emit
+/// a visited one once everything it names has been emitted.
+enum Step {
+    Visit {
+        desc: Descriptor,
+        bytes: Option<Vec<u8>>,
+        depth: usize,
+    },
+    Emit(Node),
+}
+
+/// Walk the graph from `root` with an explicit stack (a hostile chain thousands deep must
+/// not overflow ours), children before parents, and refuse to go past
+/// [`MAX_DEPTH`](sealift_store::manifest::MAX_DEPTH) before fetching anything there.
 async fn plan(
     src: &dyn Source,
     root: Root,
@@ -156,119 +170,138 @@ async fn plan(
         conversion: None,
     };
     let mut blob_seen = HashSet::new();
-    walk(
-        src,
-        root.descriptor,
-        root.bytes,
-        opts,
-        &mut plan,
-        &mut blob_seen,
-        seen,
-        true,
-    )
-    .await?;
+    let root_digest = root.descriptor.digest.clone();
+    let mut steps = vec![Step::Visit {
+        desc: root.descriptor,
+        bytes: Some(root.bytes),
+        depth: 1,
+    }];
+    while let Some(step) = steps.pop() {
+        let (desc, bytes, depth) = match step {
+            Step::Emit(node) => {
+                plan.manifests.push(node);
+                continue;
+            }
+            Step::Visit { desc, bytes, depth } => (desc, bytes, depth),
+        };
+        if seen.contains(&desc.digest) {
+            continue;
+        }
+        if depth > MAX_DEPTH {
+            return Err(sealift_store::Error::TooDeep {
+                root: root_digest,
+                at: desc.digest,
+                depth,
+            }
+            .into());
+        }
+        let bytes = match bytes {
+            Some(b) => b,
+            None => src
+                .manifest(&desc)
+                .await
+                .map_err(|e| e.during(format!("reading manifest {}", desc.digest)))?,
+        };
+        seen.insert(desc.digest.clone());
+        let children = visit(desc, bytes, depth == 1, opts, &mut plan, &mut blob_seen)?;
+        // Reversed, so the first child is walked first, as listed.
+        for child in children.into_iter().rev() {
+            steps.push(match child {
+                Step::Visit { desc, .. } => Step::Visit {
+                    desc,
+                    bytes: None,
+                    depth: depth + 1,
+                },
+                emit => emit,
+            });
+        }
+    }
     Ok(plan)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk<'a>(
-    src: &'a dyn Source,
+/// One manifest of the plan: its blobs go into `plan`; returned are the steps that follow
+/// (the entries of an index to visit, then this manifest's emission), in walking order.
+fn visit(
     desc: Descriptor,
     bytes: Vec<u8>,
-    opts: &'a CopyOptions,
-    plan: &'a mut Plan,
-    blob_seen: &'a mut HashSet<Digest>,
-    seen: &'a mut HashSet<Digest>,
     is_root: bool,
-) -> futures_util::future::BoxFuture<'a, Result<(), TransportError>> {
-    Box::pin(async move {
-        if !seen.insert(desc.digest.clone()) {
-            return Ok(());
+    opts: &CopyOptions,
+    plan: &mut Plan,
+    blob_seen: &mut HashSet<Digest>,
+) -> Result<Vec<Step>, TransportError> {
+    let view = parse(&desc, &bytes)?;
+    for w in &view.warnings {
+        tracing::warn!("{}: {w}", desc.digest);
+    }
+    let mut desc = desc;
+    let mut bytes = bytes;
+    let mut sparse = false;
+    let mut next = Vec::new();
+    if view.kind == ManifestKind::Index {
+        let keep = select(&view, &opts.platforms);
+        if keep.is_empty() && !view.manifests.is_empty() {
+            let have: Vec<String> = view
+                .manifests
+                .iter()
+                .filter_map(|d| {
+                    d.platform
+                        .as_ref()
+                        .filter(|p| !p.is_unknown())
+                        .map(|p| p.to_string())
+                })
+                .collect();
+            return Err(TransportError::NotFound(format!(
+                "no entry of {} matches the requested platforms (it has {})",
+                desc.digest,
+                have.join(", ")
+            )));
         }
-        let view = parse(&desc, &bytes)?;
-        for w in &view.warnings {
-            tracing::warn!("{}: {w}", desc.digest);
+        if is_root {
+            plan.platforms = keep
+                .iter()
+                .filter(|d| d.attests().is_none())
+                .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                .collect();
         }
-        let mut desc = desc;
-        let mut bytes = bytes;
-        let mut sparse = false;
-        if view.kind == ManifestKind::Index {
-            let keep = select(&view, &opts.platforms);
-            if keep.is_empty() && !view.manifests.is_empty() {
-                let have: Vec<String> = view
-                    .manifests
-                    .iter()
-                    .filter_map(|d| {
-                        d.platform
-                            .as_ref()
-                            .filter(|p| !p.is_unknown())
-                            .map(|p| p.to_string())
-                    })
-                    .collect();
-                return Err(TransportError::NotFound(format!(
-                    "no entry of {} matches the requested platforms (it has {})",
-                    desc.digest,
-                    have.join(", ")
-                )));
-            }
-            if is_root {
-                plan.platforms = keep
-                    .iter()
-                    .filter(|d| d.attests().is_none())
-                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-                    .collect();
-            }
-            for child in &keep {
-                let cb = src
-                    .manifest(child)
-                    .await
-                    .map_err(|e| e.during(format!("reading manifest {}", child.digest)))?;
-                walk(
-                    src,
-                    (*child).clone(),
-                    cb,
-                    opts,
-                    plan,
-                    blob_seen,
-                    seen,
-                    false,
-                )
-                .await?;
-            }
-            if keep.len() < view.manifests.len() {
-                if opts.rewrite_index {
-                    let digests: HashSet<Digest> = keep.iter().map(|d| d.digest.clone()).collect();
-                    bytes = rewrite(&bytes, &digests)?;
-                    desc = Descriptor::new(
-                        desc.media_type.clone(),
-                        Digest::sha256(&bytes),
-                        bytes.len() as u64,
-                    );
-                } else {
-                    sparse = true;
-                }
-            }
-        } else {
-            for c in view.children() {
-                if c.role == Role::Manifest {
-                    continue;
-                }
-                let d = c.descriptor;
-                if mt::is_non_distributable(&d.media_type) && !opts.include_nondistributable {
-                    continue;
-                }
-                if blob_seen.insert(d.digest.clone()) {
-                    plan.blobs.push(d.clone());
-                }
+        next.extend(keep.iter().map(|child| Step::Visit {
+            desc: (*child).clone(),
+            bytes: None,
+            depth: 0,
+        }));
+        if keep.len() < view.manifests.len() {
+            if opts.rewrite_index {
+                let digests: HashSet<Digest> = keep.iter().map(|d| d.digest.clone()).collect();
+                bytes = rewrite(&bytes, &digests)?;
+                desc = Descriptor::new(
+                    desc.media_type.clone(),
+                    Digest::sha256(&bytes),
+                    bytes.len() as u64,
+                );
+            } else {
+                sparse = true;
             }
         }
-        plan.manifests.push(Node {
-            desc,
-            bytes,
-            sparse,
-        });
-        Ok(())
-    })
+    } else {
+        for c in view.children() {
+            if c.role == Role::Manifest {
+                continue;
+            }
+            let d = c.descriptor;
+            if mt::is_non_distributable(&d.media_type) && !opts.include_nondistributable {
+                continue;
+            }
+            if blob_seen.insert(d.digest.clone()) {
+                plan.blobs.push(d.clone());
+            }
+        }
+    }
+    // Last here, so pushed first and popped after every entry's own steps.
+    next.push(Step::Emit(Node {
+        desc,
+        bytes,
+        sparse,
+    }));
+    Ok(next)
 }
 
 /// Counts bytes as they pass, for progress.

@@ -485,3 +485,43 @@ async fn cosign_signature_tags_come_along() {
         serde_json::to_vec(&manifest).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deep_index_chain_is_refused_before_thousands_of_fetches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start();
+    let top = common::push_deep_chain(&reg.host(), "deep/chain", "1", 10_000).await;
+    let proxy = FaultProxy::start(&reg.host());
+    let store = Arc::new(Store::open(tmp.path().join("store")).unwrap());
+    let out = tmp.path().join("out");
+    for dst in [
+        "store:deep/chain:1".to_string(),
+        format!("oci:{}:deep", out.display()),
+    ] {
+        proxy.clear();
+        let err = cp(
+            &format!("docker://{}/deep/chain:1", proxy.host()),
+            &dst,
+            Some(&store),
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.contains(&top.to_string()) && err.contains("nests more than 16 manifests deep"),
+            "{err}"
+        );
+        // The limit stops the walk before it fetches what lies past it.
+        let fetched = proxy
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("/manifests/"))
+            .count();
+        assert!(
+            fetched <= sealift_store::manifest::MAX_DEPTH + 2,
+            "{fetched} manifest requests"
+        );
+    }
+    assert!(store.tags().unwrap().is_empty());
+    assert!(!out.join("index.json").exists());
+}

@@ -1,5 +1,7 @@
 //! Sync jobs end to end: two real registries, the store and layout directories.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -576,4 +578,35 @@ fn config_errors_name_the_file_line_and_key() {
             path: root.join("examples/sample-layout")
         }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deep_index_chain_fails_its_image_and_the_job_goes_on() {
+    let w = World::new();
+    let src = Registry::start();
+    w.seed(&src.host()).await;
+    let sh = src.host();
+    let top = common::push_deep_chain(&sh, "deep/chain", "1", 10_000).await;
+    let c = w.config(&format!(
+        "[[job]]\nname = \"all\"\nsource = \"docker://{sh}\"\ndestination = \"store:\"\n"
+    ));
+    let r = w.run(&c, "all", false).await;
+    assert_eq!(r.copied.len(), 15, "{r:?}");
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    let failed = &r.failed[0];
+    let reason = failed.reason.as_deref().unwrap_or_default();
+    assert!(failed.source.ends_with("deep/chain:1"), "{failed:?}");
+    assert!(
+        reason.contains(&top.to_string()) && reason.contains("nests more than 16 manifests deep"),
+        "{reason}"
+    );
+    // The report is kept, naming the image, for `sync history`.
+    let history = job_history(&w.store, Some("all"), 1).unwrap();
+    assert_eq!(history[0].failed[0].source, failed.source);
+    assert!(w
+        .store
+        .tags()
+        .unwrap()
+        .iter()
+        .all(|t| !t.repo.to_string().contains("deep")));
 }

@@ -102,3 +102,63 @@ fn export_then_import_preserves_every_digest() {
     assert_eq!(a.referrers(&zstd).unwrap(), b.referrers(&zstd).unwrap());
     assert_eq!(b.referrers(&zstd).unwrap().len(), 1);
 }
+
+/// Counts the bytes read and fails past `cap`, so a regression fails at once instead of
+/// writing gigabytes.
+struct Capped<R> {
+    inner: R,
+    read: u64,
+    cap: u64,
+    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read >= self.cap {
+            return Err(std::io::Error::other("read past the test's cap"));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.total
+            .store(self.read, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_blob_entry_larger_than_its_descriptor_is_refused_before_its_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("s")).unwrap();
+    // index.json and the manifest first (as sealift exports), then a layer entry whose
+    // header claims 8 GiB where the manifest declares 1 KiB.
+    let (stream, entry) = sealift_fixtures::inflated_layer_tar(8 << 30, false);
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader = Capped {
+        inner: stream,
+        read: 0,
+        cap: 64 << 20,
+        total: total.clone(),
+    };
+    let err = sealift_sync::layout::import_reader(
+        &store,
+        reader,
+        "inflated.tar",
+        &ImportOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&entry)
+            && err.contains("is 8589934592 bytes")
+            && err.contains("declares 1024"),
+        "{err}"
+    );
+    // Refused at its header: only the import's read-ahead buffer (1 MiB) went past it.
+    let read = total.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(read < 4 << 20, "{read} bytes read");
+    let ingest = std::fs::read_dir(tmp.path().join("s/ingest"))
+        .unwrap()
+        .count();
+    assert_eq!(ingest, 0);
+    assert!(store.tags().unwrap().is_empty());
+}

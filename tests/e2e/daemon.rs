@@ -184,3 +184,66 @@ fn daemon_runs_jobs_answers_commands_reloads_and_watches_the_inbox() {
     env.ok(&["import", sample.to_str().unwrap()]);
     env.ok(&["verify"]);
 }
+
+#[test]
+fn a_deep_index_chain_fails_its_image_and_the_daemon_runs_on() {
+    let env = Env::new();
+    let sample = root().join("examples/sample-layout");
+    let deep = env.path("deep");
+    let mut layout = sealift_fixtures::Layout::new();
+    let chain = sealift_fixtures::deep_chain(&mut layout, 10_000);
+    let top = chain["digest"].as_str().unwrap().to_string();
+    layout.add_ref(chain, Some("deep/chain:1"));
+    layout.write_dir(&deep).unwrap();
+    let inbox = env.path("inbox");
+    let config = env.path("sync.toml");
+    write_config(&config, &[("deep", &deep), ("sample", &sample)], &inbox);
+
+    let mut daemon = Daemon(
+        env.cmd()
+            .args(["sync", "--config", config.to_str().unwrap(), "--daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = env.store().join("daemon.sock");
+    wait_for("the control socket", || socket.exists().then_some(()));
+    // Both jobs ran at start: the deep one failed its image, the other copied its own.
+    let history = wait_for("both jobs' reports", || {
+        let out = env.run(&["--json", "sync", "history"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v.as_array()?.len() == 2).then_some(v)
+    });
+    let deep_report = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["job"] == "deep")
+        .unwrap();
+    let failed = &deep_report["failed"][0];
+    assert!(
+        failed["source"].as_str().unwrap().ends_with("deep/chain:1"),
+        "{deep_report}"
+    );
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&top) && reason.contains("nests more than 16 manifests deep"),
+        "{reason}"
+    );
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "the daemon died of a deep chain"
+    );
+    assert_eq!(refs(&env), ["sample/hello:1.0", "sample/tools:1.0"]);
+    env.ok(&["inspect", "sample/hello:1.0"]);
+
+    let pid = daemon.0.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_for("the daemon to exit", || daemon.0.try_wait().unwrap());
+    assert!(exit.success(), "daemon exited with {exit}");
+}

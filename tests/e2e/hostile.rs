@@ -207,6 +207,10 @@ fn truncated_tarballs_are_refused() {
         let err = env.fails(&["import", t.to_str().unwrap(), "--tag", "bad:x"]);
         assert!(!err.trim().is_empty());
         assert_eq!(env.images(), before);
+        let ingest = std::fs::read_dir(env.store().join("ingest"))
+            .unwrap()
+            .count();
+        assert_eq!(ingest, 0);
         env.ok(&["verify"]);
     }
 }
@@ -413,4 +417,170 @@ fn damaged_inventories_are_refused_by_name() {
     let trailer = sha2::Sha256::digest(&swapped);
     swapped.extend_from_slice(&trailer);
     export(&swapped, "sorted");
+}
+
+/// One image, `deep/chain:1`, an index chain `depth` manifests deep: as a `.tar.gz` and as a
+/// directory. Returns both and the top digest.
+fn deep_layout(env: &Env, depth: usize) -> (PathBuf, PathBuf, String) {
+    let mut layout = sealift_fixtures::Layout::new();
+    let top = sealift_fixtures::deep_chain(&mut layout, depth);
+    let digest = top["digest"].as_str().unwrap().to_string();
+    layout.add_ref(top, Some("deep/chain:1"));
+    let tar = env.path(&format!("deep-{depth}.tar.gz"));
+    layout
+        .write_tar(&tar, sealift_fixtures::TarCompression::Gzip)
+        .unwrap();
+    let dir = env.path(&format!("deep-{depth}"));
+    layout.write_dir(&dir).unwrap();
+    (tar, dir, digest)
+}
+
+#[test]
+fn deep_index_chains_are_an_error_not_an_abort() {
+    let env = Env::new();
+    baseline(&env);
+    let (tar, dir, top) = deep_layout(&env, 10_000);
+    for p in [&tar, &dir] {
+        let before = env.images();
+        let out = env.run(&["import", p.to_str().unwrap()]);
+        // A stack overflow is SIGABRT: no exit code at all.
+        assert_eq!(out.status.code(), Some(1), "{}: {:?}", p.display(), out);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("nests more than 16 manifests deep (sha256:"),
+            "{err}"
+        );
+        if p == &dir {
+            // Walked from index.json: named by image and root.
+            assert!(
+                err.contains("image deep/chain:1") && err.contains(&top),
+                "{err}"
+            );
+        } else {
+            // Streamed in any order: refused by the entry that made a chain too deep, once
+            // 17 of its manifests are in, not after 10,000.
+            assert!(err.contains("blobs/sha256/"), "{err}");
+        }
+        assert_eq!(env.images(), before);
+        env.ok(&["verify"]);
+    }
+    // The limit itself is fine.
+    let (tar, _, top) = deep_layout(&env, 16);
+    env.ok(&["import", tar.to_str().unwrap()]);
+    assert!(env
+        .images()
+        .contains(&("deep/chain:1".to_string(), top.clone())));
+    env.ok(&["inspect", "deep/chain:1"]);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let env = Env::new();
+    let mut index = br#"{"schemaVersion":2,"manifests":[],"annotations":{"x":""#.to_vec();
+    index.extend(std::iter::repeat_n(b'a', 5 * 1024 * 1024));
+    index.extend(br#""}}"#);
+    let path = env.path("bigindex.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    raw_entry(&mut b, "index.json", &index, tar::EntryType::Regular, None);
+    b.finish().unwrap();
+    let err = env.fails(&["import", path.to_str().unwrap()]);
+    assert_eq!(err.matches("over the 4 MiB limit").count(), 1, "{err}");
+    assert!(err.contains("index.json"), "{err}");
+}
+
+#[test]
+fn a_directory_import_does_not_speak_of_tar_entries() {
+    let env = Env::new();
+    let scratch = Env::new();
+    let (dir, layout) = corpus_dir(&scratch);
+    let shared = ref_digest(&layout, "shared");
+    let p = dir
+        .join("blobs/sha256")
+        .join(shared.trim_start_matches("sha256:"));
+    std::fs::remove_file(&p).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &p).unwrap();
+    let err = env.fails(&["import", dir.to_str().unwrap(), "--tag", "bad:x"]);
+    assert!(
+        err.contains("symlink") && err.contains(p.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(!err.contains("tar entry"), "{err}");
+}
+
+#[test]
+fn a_closed_stdout_is_success() {
+    let env = Env::new();
+    let sample = root().join("examples/sample-layout");
+    let config = env.path("sync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[job]]\nname = \"sample\"\nsource = \"oci:{}\"\ndestination = \"store:\"\n",
+            sample.display()
+        ),
+    )
+    .unwrap();
+    for _ in 0..30 {
+        env.ok(&["sync", "--config", config.to_str().unwrap()]);
+    }
+    // More than stdout's buffer (8 KiB), so the pipe breaks in the middle of the document.
+    let history = env.ok(&["--json", "sync", "history", "-n", "50"]);
+    assert!(history.len() > 16 << 10, "{} bytes", history.len());
+    // A pipe whose reader is gone before anything is written: every write is EPIPE, as
+    // for `| head -c1` once head has exited, without a race.
+    for args in [
+        &["--json", "sync", "history", "-n", "50"][..],
+        &["--json", "images"][..],
+        &["images"][..],
+    ] {
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        unsafe { libc::close(fds[0]) };
+        let writer = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+        let out = env
+            .cmd()
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("running sealift");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {}: {err}", out.status);
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_inflated_blob_entry_is_refused_before_it_is_written() {
+    let env = Env::new();
+    baseline(&env);
+    // Blob entry after index.json and its manifest (refused at its header) and before them
+    // (held back, then refused once the manifest has declared its size): 1 GiB of zeros
+    // claimed, about 1 MiB of .tar.gz.
+    for blob_first in [false, true] {
+        let (mut stream, entry) = sealift_fixtures::inflated_layer_tar(1 << 30, blob_first);
+        let path = env.path(&format!("inflated-{blob_first}.tar.gz"));
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::copy(&mut stream, &mut gz).unwrap();
+        gz.finish().unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() < 16 << 20);
+        let before = env.images();
+        let err = env.fails(&["import", path.to_str().unwrap()]);
+        assert!(
+            err.contains(&entry)
+                && err.contains("is 1073741824 bytes")
+                && err.contains("declares 1024")
+                && err.contains("before writing any of it"),
+            "{err}"
+        );
+        assert_eq!(env.images(), before);
+        let ingest = std::fs::read_dir(env.store().join("ingest"))
+            .unwrap()
+            .count();
+        assert_eq!(ingest, 0);
+        env.ok(&["verify"]);
+    }
 }

@@ -13,9 +13,9 @@ use super::{config, Context, Status};
 use crate::cli::InspectArgs;
 use crate::output::{self, human_bytes, plural, short_digest, short_media_type};
 
-/// Referrers of referrers of … are followed this deep at most; real chains are 2 or 3 long
-/// (image → SBOM → signature).
-const MAX_DEPTH: usize = 16;
+// Entries and referrers of referrers of … are followed the store's graph depth limit deep
+// at most; real chains are 2 or 3 long (image → SBOM → signature).
+use sealift_store::manifest::MAX_DEPTH;
 
 /// What a node is to its parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -167,7 +167,7 @@ pub fn run_for_client(store: Arc<Store>, req: control::Request) -> control::Resp
         Ok(Status::Success) => (String::new(), 0),
         Ok(Status::Problems) => (String::new(), 1),
         Ok(Status::Forwarded(code)) => (String::new(), code),
-        Err(e) => (format!("error: {e:#}\n"), 1),
+        Err(e) => (format!("error: {}\n", crate::output::error_message(&e)), 1),
     };
     control::Response {
         stdout: String::from_utf8_lossy(&out).into_owned(),

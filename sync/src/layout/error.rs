@@ -35,6 +35,27 @@ pub enum LayoutError {
         /// Why.
         reason: String,
     },
+    /// A file of a layout directory that could escape it or is not a plain file.
+    #[error("refusing {path}: {reason}")]
+    UnsafeFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A blob entry's tar header gives another size than its descriptor: refused before any
+    /// of its bytes are written.
+    #[error("tar entry {entry:?} is {size} bytes, but {by} declares {declared}; refusing it before writing any of it")]
+    EntrySize {
+        /// The entry's path.
+        entry: String,
+        /// The size in its tar header.
+        size: u64,
+        /// The size its descriptor declares.
+        declared: u64,
+        /// Who declares it: index.json or `manifest <digest>`.
+        by: String,
+    },
     /// A blob entry or file failed verification.
     #[error("{entry}: {source}")]
     Blob {
@@ -67,6 +88,15 @@ pub enum LayoutError {
         media_type: String,
         /// Which manifest (or index.json) names it.
         needed_by: String,
+    },
+    /// An image of the layout was refused as a whole (its graph nests too deep).
+    #[error("image {image}: {source}")]
+    Image {
+        /// Its ref name, or digest when it has none.
+        image: String,
+        /// Why.
+        #[source]
+        source: sealift_store::Error,
     },
     /// An index.json entry needs a name and none was given.
     #[error("{0}")]

@@ -455,35 +455,9 @@ fn write_tar(
     let werr = || LayoutError::io("writing", shown);
     let mut b = tar::Builder::new(Compressor::new(out, format, shown)?);
     b.mode(tar::HeaderMode::Deterministic);
-    let mut blobs: Vec<&(Digest, u64)> = plan.blobs.iter().collect();
-    blobs.sort_by(|a, b| a.0.cmp(&b.0));
-    let algs: std::collections::BTreeSet<&str> =
-        blobs.iter().map(|(d, _)| d.algorithm().as_str()).collect();
-    b.append_data(&mut header(0, 0o755, true), "blobs/", io::empty())
-        .map_err(werr())?;
-    let total = report.bytes;
-    let mut done = 0;
-    for alg in algs {
-        b.append_data(
-            &mut header(0, 0o755, true),
-            format!("blobs/{alg}/"),
-            io::empty(),
-        )
-        .map_err(werr())?;
-        for (d, size) in blobs.iter().filter(|(d, _)| d.algorithm().as_str() == alg) {
-            let f = store.open_blob(d)?;
-            b.append_data(
-                &mut header(*size, 0o644, false),
-                format!("blobs/{alg}/{}", d.hex()),
-                f,
-            )
-            .map_err(werr())?;
-            done += size;
-            if let Some(p) = &opts.progress {
-                p(done, total);
-            }
-        }
-    }
+    // index.json and the manifests come first, so an import knows every blob's declared
+    // size before its bytes (and checks each entry's header against it); then the other
+    // blobs. Each group sorted by digest, for reproducible bytes.
     let annotations = opts
         .base
         .as_ref()
@@ -491,17 +465,52 @@ fn write_tar(
         .map(|id| serde_json::json!({ ANNOTATION_BASE: id.to_string() }));
     let index = index_json_annotated(&plan.entries, annotations);
     b.append_data(
-        &mut header(index.len() as u64, 0o644, false),
-        "index.json",
-        &index[..],
-    )
-    .map_err(werr())?;
-    b.append_data(
         &mut header(OCI_LAYOUT.len() as u64, 0o644, false),
         "oci-layout",
         OCI_LAYOUT,
     )
     .map_err(werr())?;
+    b.append_data(
+        &mut header(index.len() as u64, 0o644, false),
+        "index.json",
+        &index[..],
+    )
+    .map_err(werr())?;
+    let mut blobs: Vec<(bool, &Digest, u64)> = Vec::with_capacity(plan.blobs.len());
+    for (d, size) in &plan.blobs {
+        let manifest = store.record(d)?.is_some_and(|r| r.manifest);
+        blobs.push((!manifest, d, *size));
+    }
+    blobs.sort();
+    let algs: std::collections::BTreeSet<&str> = blobs
+        .iter()
+        .map(|(_, d, _)| d.algorithm().as_str())
+        .collect();
+    b.append_data(&mut header(0, 0o755, true), "blobs/", io::empty())
+        .map_err(werr())?;
+    for alg in algs {
+        b.append_data(
+            &mut header(0, 0o755, true),
+            format!("blobs/{alg}/"),
+            io::empty(),
+        )
+        .map_err(werr())?;
+    }
+    let total = report.bytes;
+    let mut done = 0;
+    for (_, d, size) in blobs {
+        let f = store.open_blob(d)?;
+        b.append_data(
+            &mut header(size, 0o644, false),
+            format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()),
+            f,
+        )
+        .map_err(werr())?;
+        done += size;
+        if let Some(p) = &opts.progress {
+            p(done, total);
+        }
+    }
     b.into_inner()
         .and_then(Compressor::finish)
         .map_err(werr())?;

@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-use sealift_store::manifest::{Role, MAX_MANIFEST_SIZE};
+use sealift_store::manifest::{Role, MAX_DEPTH, MAX_MANIFEST_SIZE};
 use sealift_store::media_type::{self as mt};
 use sealift_store::{
     Descriptor, Digest, Lease, ManifestOptions, ManifestView, Repo, Store, StoreRef, Tag,
@@ -80,10 +80,12 @@ pub fn import_path(
             total: total * 2,
             progress: opts.progress.clone(),
         };
+        let reopen = || -> Result<Box<dyn Read>, LayoutError> { Ok(Box::new(bundle.reader()?)) };
         return import_tar(
             store,
             &lease,
             reader,
+            Some(&reopen),
             &stem.display().to_string(),
             opts,
             default_repo(&stem),
@@ -101,10 +103,16 @@ pub fn import_path(
             total,
             progress: opts.progress.clone(),
         };
+        let reopen = || -> Result<Box<dyn Read>, LayoutError> {
+            Ok(Box::new(
+                File::open(path).map_err(LayoutError::io("opening", path))?,
+            ))
+        };
         import_tar(
             store,
             &lease,
             reader,
+            Some(&reopen),
             &path.display().to_string(),
             opts,
             default_repo,
@@ -162,7 +170,7 @@ pub fn import_reader(
     opts: &ImportOptions,
 ) -> Result<ImportReport, LayoutError> {
     let lease = store.lease(&format!("import {name}"), None)?;
-    import_tar(store, &lease, reader, name, opts, None)
+    import_tar(store, &lease, reader, None, name, opts, None)
 }
 
 fn decompressed<'a>(reader: impl Read + 'a, name: &str) -> Result<Box<dyn Read + 'a>, LayoutError> {
@@ -185,10 +193,157 @@ fn decompressed<'a>(reader: impl Read + 'a, name: &str) -> Result<Box<dyn Read +
     })
 }
 
+/// Reopens a tarball from its start, for a second pass.
+type Reopen<'a> = dyn Fn() -> Result<Box<dyn Read>, LayoutError> + 'a;
+
+/// The sizes a layout declares for its blobs, from index.json and the manifests read so
+/// far, and who declares each: a blob entry's tar header is checked against them before
+/// any of its bytes are written (a hostile header claiming 8 GiB of a zero stream that
+/// compresses to almost nothing would otherwise fill `ingest/` before the digest check).
+#[derive(Default)]
+struct Declared(std::collections::HashMap<Digest, (u64, String)>);
+
+impl Declared {
+    fn add(&mut self, by: &str, view: &ManifestView) {
+        for c in view.children() {
+            self.0
+                .entry(c.descriptor.digest.clone())
+                .or_insert_with(|| (c.descriptor.size, by.to_string()));
+        }
+    }
+
+    /// Whether `d` is declared, refusing a header size other than the declared one.
+    fn check(&self, entry: &str, d: &Digest, size: u64) -> Result<bool, LayoutError> {
+        match self.0.get(d) {
+            Some((declared, by)) if *declared != size => Err(LayoutError::EntrySize {
+                entry: entry.to_string(),
+                size,
+                declared: *declared,
+                by: by.clone(),
+            }),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// How deep the manifests met so far nest, kept as they stream by (in any order), so a
+/// hostile chain is refused once [`MAX_DEPTH`] manifests of it have arrived rather than after
+/// thousands have been written.
+#[derive(Default)]
+struct Chains {
+    /// Per manifest: the longest chain of manifests met so far that it heads (itself
+    /// included), and the manifest at that chain's bottom.
+    height: std::collections::HashMap<Digest, (usize, Digest)>,
+    /// Per manifest: the manifests met so far that list it as an entry.
+    parents: std::collections::HashMap<Digest, Vec<Digest>>,
+}
+
+impl Chains {
+    fn add(&mut self, d: &Digest, view: &ManifestView, entry: &str) -> Result<(), LayoutError> {
+        let mut best = (1, d.clone());
+        for c in view.children() {
+            if c.role != Role::Manifest {
+                continue;
+            }
+            let child = &c.descriptor.digest;
+            self.parents
+                .entry(child.clone())
+                .or_default()
+                .push(d.clone());
+            if let Some((h, bottom)) = self.height.get(child) {
+                if h + 1 > best.0 {
+                    best = (h + 1, bottom.clone());
+                }
+            }
+        }
+        self.set(d, best, entry)?;
+        // Raise what already lists it; each raise past the limit is refused at once, so no
+        // walk up goes further than MAX_DEPTH.
+        let mut todo = vec![d.clone()];
+        while let Some(x) = todo.pop() {
+            let (h, bottom) = self.height[&x].clone();
+            for p in self.parents.get(&x).cloned().unwrap_or_default() {
+                if self.height.get(&p).is_some_and(|(hp, _)| *hp < h + 1) {
+                    self.set(&p, (h + 1, bottom.clone()), entry)?;
+                    todo.push(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `entry`: the tar entry that made `d`'s chain this long.
+    fn set(
+        &mut self,
+        d: &Digest,
+        (h, bottom): (usize, Digest),
+        entry: &str,
+    ) -> Result<(), LayoutError> {
+        if h > MAX_DEPTH {
+            return Err(LayoutError::Blob {
+                entry: entry.to_string(),
+                source: sealift_store::Error::TooDeep {
+                    root: d.clone(),
+                    at: bottom,
+                    depth: h,
+                },
+            });
+        }
+        self.height.insert(d.clone(), (h, bottom));
+        Ok(())
+    }
+}
+
+/// A tar entry's kind, name for messages and size, after the checks every entry gets; `None`
+/// for entries that carry nothing (directories, extension headers).
+fn classify_entry<R: Read>(
+    e: &tar::Entry<'_, R>,
+    name: &str,
+) -> Result<Option<(EntryPath, String, u64)>, LayoutError> {
+    let raw = e.path_bytes().into_owned();
+    let shown = String::from_utf8_lossy(&raw).into_owned();
+    let et = e.header().entry_type();
+    if et.is_symlink() || et.is_hard_link() {
+        return Err(LayoutError::UnsafeEntry {
+            entry: shown,
+            reason: "symlinks and hard links are refused".into(),
+        });
+    }
+    let kind = entry::classify(&raw).map_err(|r| LayoutError::UnsafeEntry {
+        entry: shown.clone(),
+        reason: r.to_string(),
+    })?;
+    if et.is_dir()
+        || et.is_pax_global_extensions()
+        || et.is_pax_local_extensions()
+        || et.is_gnu_longname()
+    {
+        return Ok(None);
+    }
+    if !(et.is_file() || et.is_contiguous()) {
+        return Err(LayoutError::UnsafeEntry {
+            entry: shown,
+            reason: format!("entry type {:?} is not a regular file", et),
+        });
+    }
+    let size = e.header().size().map_err(|source| LayoutError::Tar {
+        path: name.to_string(),
+        source,
+    })?;
+    Ok(Some((kind, shown, size)))
+}
+
+/// One pass over the tar stream, then the graph committed. Blob entries whose size no
+/// descriptor read so far declares and that are too large to be a manifest wait, when the
+/// tarball can be read again (`reopen`), for a second pass after index.json and every
+/// manifest are known; then only declared ones, at their declared size, are written.
+#[allow(clippy::too_many_arguments)]
 fn import_tar(
     store: &Store,
     lease: &Lease,
     reader: impl Read,
+    reopen: Option<&Reopen<'_>>,
     name: &str,
     opts: &ImportOptions,
     default_repo: Option<Repo>,
@@ -201,38 +356,18 @@ fn import_tar(
     let mut report = ImportReport::default();
     let mut index: Option<Vec<u8>> = None;
     let mut layout_prefix: Option<String> = None;
+    let mut declared = Declared::default();
+    let mut chains = Chains::default();
+    let mut deferred: Vec<(Digest, u64, String)> = Vec::new();
     for entry in archive.entries().map_err(tar_err)? {
         let mut e = entry.map_err(tar_err)?;
-        let raw = e.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
-        let et = e.header().entry_type();
-        if et.is_symlink() || et.is_hard_link() {
-            return Err(LayoutError::UnsafeEntry {
-                entry: shown,
-                reason: "symlinks and hard links are refused".into(),
-            });
-        }
-        let kind = entry::classify(&raw).map_err(|r| LayoutError::UnsafeEntry {
-            entry: shown.clone(),
-            reason: r.to_string(),
-        })?;
-        if et.is_dir()
-            || et.is_pax_global_extensions()
-            || et.is_pax_local_extensions()
-            || et.is_gnu_longname()
-        {
+        let Some((kind, shown, size)) = classify_entry(&e, name)? else {
             continue;
-        }
-        if !(et.is_file() || et.is_contiguous()) {
-            return Err(LayoutError::UnsafeEntry {
-                entry: shown,
-                reason: format!("entry type {:?} is not a regular file", et),
-            });
-        }
-        let size = e.header().size().map_err(tar_err)?;
+        };
         match kind {
             EntryPath::Ignored => continue,
             EntryPath::IndexJson | EntryPath::OciLayout => {
+                let raw = e.path_bytes().into_owned();
                 let p = entry::prefix(&raw);
                 match &layout_prefix {
                     Some(q) if q != &p => return Err(LayoutError::TwoLayouts(q.clone(), p)),
@@ -242,20 +377,44 @@ fn import_tar(
                 if kind == EntryPath::OciLayout {
                     check_layout_version(&bytes, &shown)?;
                 } else {
+                    // A bad index.json is reported once the stream is done.
+                    if let Ok(v) = ManifestView::parse(&bytes, Some(mt::OCI_INDEX)) {
+                        declared.add(&shown, &v);
+                    }
                     // A later duplicate wins, as tar extraction would have it.
                     index = Some(bytes);
                 }
             }
             EntryPath::Blob(d) => {
-                let outcome = store
-                    .put_blob(lease, &d, size, "", &mut e)
-                    .map_err(|source| LayoutError::Blob {
-                        entry: shown.clone(),
-                        source,
-                    })?;
-                count(&mut report, &d, outcome, size);
+                let known = declared.check(&shown, &d, size)?;
+                if size <= MAX_MANIFEST_SIZE as u64 {
+                    // Small enough to be a manifest: kept in memory, so that one declares
+                    // the sizes of what it names before their entries come.
+                    let mut buf = Vec::with_capacity(size as usize);
+                    (&mut e).take(size).read_to_end(&mut buf).map_err(tar_err)?;
+                    let outcome = put_entry(store, lease, &d, size, &mut &buf[..], &shown)?;
+                    count(&mut report, &d, outcome, size);
+                    if buf.trim_ascii_start().starts_with(b"{") {
+                        // Only verified bytes declare anything: the store's, when it had them.
+                        if outcome == sealift_store::PutOutcome::Present {
+                            buf = store.read_small(&d, MAX_MANIFEST_SIZE as u64)?;
+                        }
+                        if let Ok(v) = ManifestView::parse(&buf, None) {
+                            declared.add(&format!("manifest {d}"), &v);
+                            chains.add(&d, &v, &shown)?;
+                        }
+                    }
+                } else if !known && reopen.is_some() {
+                    deferred.push((d, size, shown));
+                } else {
+                    let outcome = put_entry(store, lease, &d, size, &mut e, &shown)?;
+                    count(&mut report, &d, outcome, size);
+                }
             }
         }
+    }
+    if let (Some(reopen), false) = (reopen, deferred.is_empty()) {
+        second_pass(store, lease, reopen, name, &declared, deferred, &mut report)?;
     }
     let index = index.ok_or_else(|| LayoutError::MissingIndex(name.to_string()))?;
     check_complete(store, &index, name)?;
@@ -289,6 +448,70 @@ fn count(report: &mut ImportReport, d: &Digest, outcome: sealift_store::PutOutco
         }
         sealift_store::PutOutcome::Present => report.blobs_present += 1,
     }
+}
+
+fn put_entry(
+    store: &Store,
+    lease: &Lease,
+    d: &Digest,
+    size: u64,
+    r: &mut dyn Read,
+    shown: &str,
+) -> Result<sealift_store::PutOutcome, LayoutError> {
+    store
+        .put_blob(lease, d, size, "", r)
+        .map_err(|source| LayoutError::Blob {
+            entry: shown.to_string(),
+            source,
+        })
+}
+
+/// Write the deferred blob entries that some descriptor declares (at the size it declares),
+/// reading the tarball again; an entry no descriptor names is never written.
+fn second_pass(
+    store: &Store,
+    lease: &Lease,
+    reopen: &Reopen<'_>,
+    name: &str,
+    declared: &Declared,
+    deferred: Vec<(Digest, u64, String)>,
+    report: &mut ImportReport,
+) -> Result<(), LayoutError> {
+    let tar_err = |source| LayoutError::Tar {
+        path: name.to_string(),
+        source,
+    };
+    let mut need = std::collections::HashMap::new();
+    for (d, size, shown) in deferred {
+        if declared.check(&shown, &d, size)? {
+            need.insert(d, size);
+        } else {
+            report.warnings.push(format!(
+                "{shown}: no manifest in {name} names this blob; not imported"
+            ));
+        }
+    }
+    if need.is_empty() {
+        return Ok(());
+    }
+    let mut archive = tar::Archive::new(decompressed(reopen()?, name)?);
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut e = entry.map_err(tar_err)?;
+        let Some((EntryPath::Blob(d), shown, size)) = classify_entry(&e, name)? else {
+            continue;
+        };
+        if need.get(&d) != Some(&size) {
+            continue;
+        }
+        need.remove(&d);
+        let outcome = put_entry(store, lease, &d, size, &mut e, &shown)?;
+        count(report, &d, outcome, size);
+        if need.is_empty() {
+            break;
+        }
+    }
+    // Anything still needed (the file changed between passes) is named by check_complete.
+    Ok(())
 }
 
 fn read_bounded(r: &mut impl Read, size: u64, what: &str) -> io::Result<Vec<u8>> {
@@ -343,8 +566,8 @@ fn import_dir(
             fs::read(&index_path).map_err(LayoutError::io("reading", &index_path))?
         }
         Ok(_) => {
-            return Err(LayoutError::UnsafeEntry {
-                entry: index_path.display().to_string(),
+            return Err(LayoutError::UnsafeFile {
+                path: index_path.display().to_string(),
                 reason: "not a regular file".into(),
             })
         }
@@ -357,8 +580,8 @@ fn import_dir(
         |d: &Digest, _size: u64, _mt: &str| -> Result<Option<Box<dyn Read>>, LayoutError> {
             let p = dir.join("blobs").join(d.algorithm().as_str()).join(d.hex());
             match fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_symlink() => Err(LayoutError::UnsafeEntry {
-                    entry: p.display().to_string(),
+                Ok(m) if m.file_type().is_symlink() => Err(LayoutError::UnsafeFile {
+                    path: p.display().to_string(),
                     reason: "symlinks are refused".into(),
                 }),
                 Ok(m) if m.is_file() => {
@@ -409,11 +632,14 @@ fn check_complete(store: &Store, index: &[u8], name: &str) -> Result<(), LayoutE
             .ref_name()
             .map(str::to_string)
             .unwrap_or_else(|| desc.digest.to_string());
-        let mut stack = vec![desc.clone()];
+        let mut stack = vec![(desc.clone(), 1)];
         let mut seen = HashSet::new();
-        while let Some(d) = stack.pop() {
+        while let Some((d, depth)) = stack.pop() {
             if !seen.insert(d.digest.clone()) {
                 continue;
+            }
+            if depth > MAX_DEPTH && mt::is_manifest(&d.media_type) {
+                return Err(too_deep(&image, &desc.digest, d.digest, depth));
             }
             if store.record(&d.digest)?.is_none() {
                 let who = missing.entry(d.digest.clone()).or_default();
@@ -434,7 +660,7 @@ fn check_complete(store: &Store, index: &[u8], name: &str) -> Result<(), LayoutE
                 v.children()
                     .into_iter()
                     .filter(|c| c.required)
-                    .map(|c| c.descriptor.clone()),
+                    .map(|c| (c.descriptor.clone(), depth + 1)),
             );
         }
     }
@@ -476,7 +702,20 @@ fn finish(
             put_blob(store, lease, desc, &index_name, source, report, true)?;
             continue;
         }
-        put_node(store, lease, desc, &index_name, source, report, &mut done)?;
+        let image = desc
+            .ref_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| desc.digest.to_string());
+        put_node(
+            store,
+            lease,
+            desc,
+            &image,
+            &index_name,
+            source,
+            report,
+            &mut done,
+        )?;
         imported.push(desc);
     }
 
@@ -630,59 +869,97 @@ fn put_blob(
     }
 }
 
+fn too_deep(image: &str, root: &Digest, at: Digest, depth: usize) -> LayoutError {
+    LayoutError::Image {
+        image: image.to_string(),
+        source: sealift_store::Error::TooDeep {
+            root: root.clone(),
+            at,
+            depth,
+        },
+    }
+}
+
+/// Store the manifest `desc` (of the image `image`) and everything under it, each manifest
+/// committed after its children. An explicit stack, not recursion: a hostile chain thousands
+/// deep must be refused past [`MAX_DEPTH`], before its bytes are read, not overflow ours.
+#[allow(clippy::too_many_arguments)]
 fn put_node(
     store: &Store,
     lease: &Lease,
     desc: &Descriptor,
+    image: &str,
     needed_by: &str,
     source: &mut BlobSource<'_>,
     report: &mut ImportReport,
     done: &mut HashSet<Digest>,
 ) -> Result<(), LayoutError> {
-    if !done.insert(desc.digest.clone()) {
-        return Ok(());
+    enum Step {
+        Visit(Descriptor, String, usize),
+        Commit(Descriptor, Vec<u8>),
     }
-    if desc.size > MAX_MANIFEST_SIZE as u64 {
-        return Err(LayoutError::Store(sealift_store::Error::Manifest {
-            digest: desc.digest.clone(),
-            source: sealift_store::manifest::ManifestError::TooLarge(desc.size as usize),
-        }));
-    }
-    put_blob(store, lease, desc, needed_by, source, report, true)?;
-    let bytes = store.read_small(&desc.digest, MAX_MANIFEST_SIZE as u64)?;
-    let view = ManifestView::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
-        sealift_store::Error::Manifest {
-            digest: desc.digest.clone(),
-            source,
+    let root = desc.digest.clone();
+    let mut steps = vec![Step::Visit(desc.clone(), needed_by.to_string(), 1)];
+    while let Some(step) = steps.pop() {
+        let (desc, needed_by, depth) = match step {
+            Step::Commit(desc, bytes) => {
+                store.put_manifest(
+                    lease,
+                    &bytes,
+                    ManifestOptions {
+                        expected: Some(&desc.digest),
+                        media_type: Some(&desc.media_type),
+                        sparse: false,
+                    },
+                )?;
+                continue;
+            }
+            Step::Visit(desc, needed_by, depth) => (desc, needed_by, depth),
+        };
+        if !done.insert(desc.digest.clone()) {
+            continue;
         }
-    })?;
-    let me = desc.digest.to_string();
-    for child in view.children() {
-        if child.role == Role::Manifest {
-            put_node(store, lease, child.descriptor, &me, source, report, done)?;
-        } else {
-            put_blob(
-                store,
-                lease,
-                child.descriptor,
-                &me,
+        if depth > MAX_DEPTH {
+            return Err(too_deep(image, &root, desc.digest, depth));
+        }
+        if desc.size > MAX_MANIFEST_SIZE as u64 {
+            return Err(LayoutError::Store(sealift_store::Error::Manifest {
+                digest: desc.digest.clone(),
+                source: sealift_store::manifest::ManifestError::TooLarge(desc.size as usize),
+            }));
+        }
+        put_blob(store, lease, &desc, &needed_by, source, report, true)?;
+        let bytes = store.read_small(&desc.digest, MAX_MANIFEST_SIZE as u64)?;
+        let view = ManifestView::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
+            sealift_store::Error::Manifest {
+                digest: desc.digest.clone(),
                 source,
-                report,
-                child.required,
-            )?;
+            }
+        })?;
+        let me = desc.digest.to_string();
+        let mut entries = Vec::new();
+        for child in view.children() {
+            if child.role == Role::Manifest {
+                entries.push(Step::Visit(child.descriptor.clone(), me.clone(), depth + 1));
+            } else {
+                put_blob(
+                    store,
+                    lease,
+                    child.descriptor,
+                    &me,
+                    source,
+                    report,
+                    child.required,
+                )?;
+            }
         }
+        for w in &view.warnings {
+            report.warnings.push(format!("{me}: {w}"));
+        }
+        // Pushed before its entries, so committed after all of them; the first entry is
+        // walked first.
+        steps.push(Step::Commit(desc, bytes));
+        steps.extend(entries.into_iter().rev());
     }
-    for w in &view.warnings {
-        report.warnings.push(format!("{me}: {w}"));
-    }
-    store.put_manifest(
-        lease,
-        &bytes,
-        ManifestOptions {
-            expected: Some(&desc.digest),
-            media_type: Some(&desc.media_type),
-            sparse: false,
-        },
-    )?;
     Ok(())
 }

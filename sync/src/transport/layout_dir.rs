@@ -92,8 +92,8 @@ impl LayoutDirSource {
             .map_err(|_| TransportError::NotFound(format!("{d} in {}", self.dir.display())))?;
         if !m.is_file() {
             return Err(TransportError::Layout(
-                crate::layout::LayoutError::UnsafeEntry {
-                    entry: p.display().to_string(),
+                crate::layout::LayoutError::UnsafeFile {
+                    path: p.display().to_string(),
                     reason: "not a regular file (symlinks are refused)".into(),
                 },
             ));

@@ -1,4 +1,5 @@
-//! Helpers shared by the copy and conversion tests.
+//! Helpers shared by the copy, conversion and job tests (each uses some of them).
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -30,4 +31,48 @@ pub async fn cp(
     let sink = open_sink(&d, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
     // `During` shows its whole chain in its message.
     copy(source, sink, opts).await.map_err(|e| e.to_string())
+}
+
+/// Push a hostile index chain `depth` manifests deep ([`sealift_fixtures::deep_chain`]) to
+/// `host/repo:tag` with the registry client, bottom up (the registry takes an index only
+/// once its entries are there): sealift's copy refuses such a chain, so it cannot put one
+/// up. Returns the top digest.
+pub async fn push_deep_chain(host: &str, repo: &str, tag: &str, depth: usize) -> Digest {
+    use sealift_sync::registry::{Registry, RegistryConfig};
+    let mut layout = Layout::new();
+    let top = sealift_fixtures::deep_chain(&mut layout, depth);
+    let reg = Registry::new(RegistryConfig::new(host)).unwrap();
+    let mut chain = Vec::new();
+    let mut at = top["digest"].as_str().unwrap().to_string();
+    loop {
+        let blob = &layout.blobs[&at];
+        let v: serde_json::Value = serde_json::from_slice(&blob.bytes).unwrap();
+        chain.push(blob);
+        match v["manifests"][0]["digest"].as_str() {
+            Some(next) => at = next.to_string(),
+            None => {
+                let config = &layout.blobs[v["config"]["digest"].as_str().unwrap()];
+                let d: Digest = config.digest.parse().unwrap();
+                reg.blob_put(
+                    repo,
+                    &d,
+                    config.size,
+                    std::io::Cursor::new(config.bytes.clone()),
+                )
+                .await
+                .unwrap();
+                break;
+            }
+        }
+    }
+    for blob in chain.iter().rev() {
+        reg.manifest_put(repo, &blob.digest, &blob.media_type, &blob.bytes)
+            .await
+            .unwrap();
+    }
+    let top = chain[0];
+    reg.manifest_put(repo, tag, &top.media_type, &top.bytes)
+        .await
+        .unwrap();
+    top.digest.parse().unwrap()
 }
