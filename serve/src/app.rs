@@ -13,10 +13,11 @@ use sealift_store::{Repo, Store};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::auth::Htpasswd;
+use crate::auth::{Htpasswd, Verdict};
 use crate::error::{ApiError, Code};
 use crate::reach::Reach;
 use crate::route::{self, Route};
+use crate::stats::ServeStats;
 
 /// `Docker-Distribution-API-Version`, on every response: clients probe `/v2/` for it.
 pub const API_VERSION: &str = "registry/2.0";
@@ -29,15 +30,18 @@ pub struct State {
     pub reach: Reach,
     /// Basic auth, when configured.
     pub auth: Option<Htpasswd>,
+    /// Counters.
+    pub stats: Arc<ServeStats>,
 }
 
 impl State {
     /// Wrap the store.
-    pub fn new(store: Arc<Store>, auth: Option<Htpasswd>) -> Arc<State> {
+    pub fn new(store: Arc<Store>, auth: Option<Htpasswd>, stats: Arc<ServeStats>) -> Arc<State> {
         Arc::new(State {
             store,
             reach: Reach::new(),
             auth,
+            stats,
         })
     }
 
@@ -107,17 +111,33 @@ async fn api_version(mut resp: Response) -> Response {
 
 async fn authenticate(Extract(state): Extract<Arc<State>>, req: Request, next: Next) -> Response {
     if let Some(auth) = &state.auth {
-        if !auth.check(req.headers().get(header::AUTHORIZATION)).await {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                Code::Unauthorized,
-                "authentication required: basic auth with a user of the htpasswd file",
-            )
-            .with_header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"sealift\", charset=\"UTF-8\""),
-            )
-            .into_response();
+        let peer = req.extensions().get::<SocketAddr>().map(SocketAddr::ip);
+        match auth
+            .check(req.headers().get(header::AUTHORIZATION), peer, &state.stats)
+            .await
+        {
+            Verdict::Ok => {}
+            Verdict::Unauthorized => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    Code::Unauthorized,
+                    "authentication required: basic auth with a user of the htpasswd file",
+                )
+                .with_header(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"sealift\", charset=\"UTF-8\""),
+                )
+                .into_response()
+            }
+            Verdict::Throttled(secs) => {
+                return ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Code::TooManyRequests,
+                    format!("too many failed sign-ins from this address: try again in {secs} s"),
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+                .into_response()
+            }
         }
     }
     next.run(req).await
@@ -158,11 +178,26 @@ async fn dispatch(Extract(state): Extract<Arc<State>>, req: Request) -> Response
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The query parameters (percent-decoded; the last of a repeated name wins).
+/// The query parameters, percent-decoded; the last of a repeated name wins. A `+` stays a
+/// `+`: clients write `artifactType=application/spdx+json` unescaped, and no value here
+/// (media types, tags, digests, numbers) can hold a space, so reading `+` as a space the
+/// way HTML forms do would only turn such values into ones matching nothing.
 pub fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
-    axum::extract::Query::<HashMap<String, String>>::try_from_uri(uri)
-        .map(|q| q.0)
-        .unwrap_or_default()
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
 }
 
 /// The `ETag` of a digest.
@@ -191,4 +226,25 @@ pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
             let t = t.trim();
             t == "*" || t.trim_start_matches("W/") == want
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query;
+
+    #[test]
+    fn plus_is_a_plus_and_escapes_decode() {
+        for uri in [
+            "/x?artifactType=application/spdx+json",
+            "/x?artifactType=application%2Fspdx%2Bjson",
+            "/x?n=1&artifactType=application/spdx%2bjson&",
+        ] {
+            let q = query(&uri.parse().unwrap());
+            assert_eq!(q["artifactType"], "application/spdx+json", "{uri}");
+        }
+        let q = query(&"/x?last=a%3Ab&n=2&n=3&flag".parse().unwrap());
+        assert_eq!((q["last"].as_str(), q["n"].as_str()), ("a:b", "3"));
+        assert_eq!(q["flag"], "");
+        assert!(query(&"/x".parse().unwrap()).is_empty());
+    }
 }

@@ -1,29 +1,123 @@
-//! Basic auth against an htpasswd file of bcrypt entries.
+//! Basic auth against an htpasswd file of bcrypt entries, with password guessing kept
+//! from starving everyone else.
 //!
 //! bcrypt is slow on purpose (tens of milliseconds a check), and a pull makes dozens of
-//! requests with the same credentials: a successful check is remembered as a salted
-//! SHA-256 of (user, password, hash), so the password itself is never kept. Failures are
-//! not remembered. An unknown user costs the same bcrypt check as a wrong password, so
-//! timing does not tell which users exist.
+//! requests with the same credentials: a successful check is remembered for a few minutes
+//! as a salted SHA-256 of (user, password, hash), so the password itself is never kept.
+//! Failures are not remembered. An unknown user costs the same bcrypt check as a wrong
+//! password, so timing does not tell which users exist.
+//!
+//! Guessing is contained three ways: at most `bcrypt_limit` checks run at once (half the
+//! cores, so serving goes on beside them); a client (an IPv4 address, or an IPv6 /64) past
+//! a few failures backs off, doubling from 1 s to 60 s, and its requests are answered 429
+//! without running bcrypt; and a client that has failed may have only a few checks queued
+//! at once. Remembered credentials are accepted before the back-off is consulted, so a
+//! user already signed in is not locked out by someone guessing from the same address.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::error::ServeError;
+use crate::stats::ServeStats;
 
 /// Remembered successful checks; past this the memory is emptied.
 const MAX_REMEMBERED: usize = 4096;
+/// How long a successful check is remembered.
+const REMEMBER: Duration = Duration::from_secs(300);
+/// Failures a client may make before it backs off.
+const FREE_FAILURES: u32 = 5;
+/// The first back-off, doubled with each further failure up to [`MAX_BACKOFF`].
+const BACKOFF: Duration = Duration::from_secs(1);
+/// The longest back-off.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A client's failures are forgotten after this long without one.
+const FORGET: Duration = Duration::from_secs(900);
+/// Checks a client that has failed may have queued or running at once.
+const MAX_PENDING: u32 = 2;
+/// Clients tracked; past this, those not backing off are forgotten.
+const MAX_CLIENTS: usize = 65536;
 
-/// Users and their bcrypt hashes.
+/// What a check decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The credentials are a user's.
+    Ok,
+    /// No credentials, or wrong ones.
+    Unauthorized,
+    /// The client is backing off: try again after this many seconds.
+    Throttled(u64),
+}
+
+#[derive(Default)]
+struct Client {
+    failures: u32,
+    pending: u32,
+    last_failure: Option<Instant>,
+    until: Option<Instant>,
+}
+
+/// Users and their bcrypt hashes, and what guards them.
 pub struct Htpasswd {
     users: HashMap<String, String>,
     salt: [u8; 32],
-    ok: Arc<Mutex<HashSet<[u8; 32]>>>,
+    ok: Mutex<HashMap<[u8; 32], Instant>>,
+    clients: Mutex<HashMap<IpAddr, Client>>,
+    bcrypt: Arc<Semaphore>,
+    bcrypt_limit: usize,
+    backoff: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The key a client backs off under: IPv6 clients usually hold a whole /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut s = v6.segments();
+                s[4..].fill(0);
+                IpAddr::V6(s.into())
+            }
+        },
+    }
+}
+
+/// Counts a queued or running check of a client until dropped.
+struct Pending<'a> {
+    auth: &'a Htpasswd,
+    key: Option<IpAddr>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key {
+            if let Some(c) = lock(&self.auth.clients).get_mut(&k) {
+                c.pending = c.pending.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Counts a running bcrypt check until dropped.
+struct Running<'a>(&'a ServeStats);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.bcrypt_running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Htpasswd {
@@ -67,17 +161,36 @@ impl Htpasswd {
         if users.is_empty() {
             return Err(bad(0, "no users in the file".into()));
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let bcrypt_limit = (cores / 2).max(1);
         Ok(Htpasswd {
             users,
             salt: rand::random(),
-            ok: Arc::new(Mutex::new(HashSet::new())),
+            ok: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            bcrypt: Arc::new(Semaphore::new(bcrypt_limit)),
+            bcrypt_limit,
+            backoff: BACKOFF,
         })
     }
 
-    /// Whether the `Authorization` header holds the basic credentials of a user.
-    pub async fn check(&self, header: Option<&HeaderValue>) -> bool {
+    /// Record how many bcrypt checks may run at once in `stats`.
+    pub fn publish_limit(&self, stats: &ServeStats) {
+        stats
+            .bcrypt_limit
+            .store(self.bcrypt_limit as u64, Ordering::Release);
+    }
+
+    /// Whether the `Authorization` header holds the basic credentials of a user, for a
+    /// request from `peer`.
+    pub async fn check(
+        &self,
+        header: Option<&HeaderValue>,
+        peer: Option<IpAddr>,
+        stats: &ServeStats,
+    ) -> Verdict {
         let Some((user, password)) = header.and_then(basic) else {
-            return false;
+            return Verdict::Unauthorized;
         };
         let (known, hash) = match self.users.get(&user) {
             Some(h) => (true, h.clone()),
@@ -96,29 +209,108 @@ impl Htpasswd {
             .chain_update(hash.as_bytes())
             .finalize()
             .into();
+        let now = Instant::now();
         if known
-            && self
-                .ok
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key)
+            && lock(&self.ok)
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < REMEMBER)
         {
-            return true;
+            stats.auth_cache_hits.fetch_add(1, Ordering::AcqRel);
+            return Verdict::Ok;
         }
+        let client = peer.map(client_key);
+        if let Some(k) = client {
+            if let Some(wait) = self.admit(k, now) {
+                stats.throttled.fetch_add(1, Ordering::AcqRel);
+                return Verdict::Throttled(wait);
+            }
+        }
+        let _pending = Pending {
+            auth: self,
+            key: client,
+        };
+        let Ok(_permit) = self.bcrypt.acquire().await else {
+            return Verdict::Unauthorized;
+        };
+        stats.bcrypt_checks.fetch_add(1, Ordering::AcqRel);
+        let running = stats.bcrypt_running.fetch_add(1, Ordering::AcqRel) + 1;
+        stats.bcrypt_peak.fetch_max(running, Ordering::AcqRel);
+        let _running = Running(stats);
         let verified = tokio::task::spawn_blocking(move || {
             bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
         })
         .await
         .unwrap_or(false);
-        if !(known && verified) {
-            return false;
+        let ok = known && verified;
+        if let Some(k) = client {
+            self.settle(k, ok);
         }
-        let mut ok = self.ok.lock().unwrap_or_else(|p| p.into_inner());
-        if ok.len() >= MAX_REMEMBERED {
-            ok.clear();
+        if !ok {
+            return Verdict::Unauthorized;
         }
-        ok.insert(key);
-        true
+        let mut remembered = lock(&self.ok);
+        if remembered.len() >= MAX_REMEMBERED {
+            remembered.retain(|_, t| now.duration_since(*t) < REMEMBER);
+            if remembered.len() >= MAX_REMEMBERED {
+                remembered.clear();
+            }
+        }
+        remembered.insert(key, Instant::now());
+        Verdict::Ok
+    }
+
+    /// Whether client `k` may have a check now; if not, the seconds to wait. A check let
+    /// through is counted as pending until [`Htpasswd::settle`].
+    fn admit(&self, k: IpAddr, now: Instant) -> Option<u64> {
+        let mut clients = lock(&self.clients);
+        if clients.len() >= MAX_CLIENTS && !clients.contains_key(&k) {
+            clients.retain(|_, c| c.until.is_some_and(|u| u > now) || c.pending > 0);
+            if clients.len() >= MAX_CLIENTS {
+                clients.clear();
+            }
+        }
+        let c = clients.entry(k).or_default();
+        if c.last_failure
+            .is_some_and(|t| now.duration_since(t) > FORGET)
+        {
+            *c = Client {
+                pending: c.pending,
+                ..Client::default()
+            };
+        }
+        if let Some(until) = c.until.filter(|u| *u > now) {
+            return Some(until.duration_since(now).as_secs().max(1));
+        }
+        if c.failures > 0 && c.pending >= MAX_PENDING {
+            return Some(self.backoff.as_secs().max(1));
+        }
+        c.pending += 1;
+        None
+    }
+
+    /// Record the outcome of client `k`'s check.
+    fn settle(&self, k: IpAddr, ok: bool) {
+        let mut clients = lock(&self.clients);
+        let Some(c) = clients.get_mut(&k) else {
+            return;
+        };
+        if ok {
+            c.failures = 0;
+            c.until = None;
+            c.last_failure = None;
+            return;
+        }
+        let now = Instant::now();
+        c.failures = c.failures.saturating_add(1);
+        c.last_failure = Some(now);
+        if c.failures > FREE_FAILURES {
+            let doublings = (c.failures - FREE_FAILURES - 1).min(16);
+            let wait = self
+                .backoff
+                .saturating_mul(1 << doublings)
+                .min(MAX_BACKOFF.max(self.backoff));
+            c.until = Some(now + wait);
+        }
     }
 }
 
@@ -158,14 +350,72 @@ mod tests {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let (_f, h) = file(&format!("# users\n\nalice:{hash}\n"));
         let h = h.unwrap();
-        assert!(h.check(Some(&header("alice", "s3cret"))).await);
+        let st = ServeStats::default();
+        let check = |v: HeaderValue| {
+            let (h, st) = (&h, &st);
+            async move { h.check(Some(&v), None, st).await }
+        };
+        assert_eq!(check(header("alice", "s3cret")).await, Verdict::Ok);
         // Remembered, and still right.
-        assert!(h.check(Some(&header("alice", "s3cret"))).await);
-        assert!(!h.check(Some(&header("alice", "wrong"))).await);
-        assert!(!h.check(Some(&header("bob", "s3cret"))).await);
-        assert!(!h.check(None).await);
-        assert!(!h.check(Some(&HeaderValue::from_static("Bearer x"))).await);
-        assert!(!h.check(Some(&HeaderValue::from_static("Basic !!!"))).await);
+        assert_eq!(check(header("alice", "s3cret")).await, Verdict::Ok);
+        assert_eq!(st.auth_cache_hits(), 1);
+        assert_eq!(check(header("alice", "wrong")).await, Verdict::Unauthorized);
+        assert_eq!(check(header("bob", "s3cret")).await, Verdict::Unauthorized);
+        assert_eq!(h.check(None, None, &st).await, Verdict::Unauthorized);
+        for bad in ["Bearer x", "Basic !!!"] {
+            assert_eq!(
+                check(HeaderValue::from_static(bad)).await,
+                Verdict::Unauthorized
+            );
+        }
+        assert_eq!(st.bcrypt_checks(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_guessing_client_backs_off_without_bcrypt() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let (_f, h) = file(&format!("alice:{hash}\n"));
+        let mut h = h.unwrap();
+        // Long enough that no back-off runs out during the test.
+        h.backoff = Duration::from_secs(3600);
+        let st = ServeStats::default();
+        let guesser: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "2001:db8::1".parse().unwrap();
+        // Signed in before the guessing starts.
+        let good = header("alice", "s3cret");
+        assert_eq!(h.check(Some(&good), Some(guesser), &st).await, Verdict::Ok);
+        for _ in 0..=FREE_FAILURES {
+            let v = h
+                .check(Some(&header("alice", "guess")), Some(guesser), &st)
+                .await;
+            assert_eq!(v, Verdict::Unauthorized);
+        }
+        let ran = st.bcrypt_checks();
+        assert_eq!(ran, 1 + u64::from(FREE_FAILURES) + 1);
+        for _ in 0..10 {
+            let v = h
+                .check(Some(&header("alice", "guess2")), Some(guesser), &st)
+                .await;
+            assert!(matches!(v, Verdict::Throttled(s) if s >= 1), "{v:?}");
+        }
+        assert_eq!(
+            st.bcrypt_checks(),
+            ran,
+            "a client backing off costs no bcrypt"
+        );
+        assert_eq!(st.throttled(), 10);
+        // Remembered credentials from the same address still pass; another client (in
+        // the same /64 or not) is not affected.
+        assert_eq!(h.check(Some(&good), Some(guesser), &st).await, Verdict::Ok);
+        let v = h.check(Some(&header("alice", "x")), Some(other), &st).await;
+        assert_eq!(v, Verdict::Unauthorized);
+        let same64: IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(client_key(other), client_key(same64));
+        assert_ne!(
+            client_key(other),
+            client_key("2001:db8:0:1::1".parse().unwrap())
+        );
+        assert!(st.bcrypt_peak() <= st.bcrypt_limit().max(1));
     }
 
     #[test]

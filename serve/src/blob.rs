@@ -133,9 +133,9 @@ pub async fn get(
         Span::Unsatisfiable => {
             return Err(ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
-                Code::RangeInvalid,
+                Code::Unsupported,
                 format!(
-                    "range {:?} is outside blob {digest} ({size} bytes)",
+                    "range {:?} is invalid or outside blob {digest} ({size} bytes)",
                     range.unwrap_or("")
                 ),
             )

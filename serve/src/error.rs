@@ -47,6 +47,14 @@ pub enum ServeError {
         /// What is wrong.
         reason: String,
     },
+    /// An option out of range.
+    #[error("serve option {name}: {reason}")]
+    Option {
+        /// The option's name in `[serve]`.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// Reading a file.
     #[error("reading {path}: {source}")]
     Read {
@@ -73,7 +81,9 @@ pub enum ServeError {
     },
 }
 
-/// Distribution-spec error codes used here.
+/// Distribution-spec error codes used here: only codes of the spec's list, which is what
+/// clients and the conformance suite accept in a 4xx body. (`UNKNOWN`, for a 500, is
+/// distribution's.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     /// Blob not in the repository.
@@ -86,16 +96,15 @@ pub enum Code {
     NameInvalid,
     /// Repository has no tags.
     NameUnknown,
-    /// Malformed tag.
-    TagInvalid,
-    /// Malformed `n`.
-    PaginationNumberInvalid,
-    /// Write method, or no such endpoint.
+    /// Malformed reference (a tag that cannot be one).
+    ManifestInvalid,
+    /// Write method, no such endpoint, a malformed query parameter or an unsatisfiable
+    /// range.
     Unsupported,
     /// Credentials missing or wrong.
     Unauthorized,
-    /// Range outside the blob.
-    RangeInvalid,
+    /// The client is backing off after failed sign-ins.
+    TooManyRequests,
     /// Something on this side (the store) failed.
     Internal,
 }
@@ -108,11 +117,10 @@ impl Code {
             Code::ManifestUnknown => "MANIFEST_UNKNOWN",
             Code::NameInvalid => "NAME_INVALID",
             Code::NameUnknown => "NAME_UNKNOWN",
-            Code::TagInvalid => "TAG_INVALID",
-            Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            Code::ManifestInvalid => "MANIFEST_INVALID",
             Code::Unsupported => "UNSUPPORTED",
             Code::Unauthorized => "UNAUTHORIZED",
-            Code::RangeInvalid => "RANGE_INVALID",
+            Code::TooManyRequests => "TOOMANYREQUESTS",
             Code::Internal => "UNKNOWN",
         }
     }

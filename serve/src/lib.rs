@@ -32,6 +32,7 @@ mod accept;
 mod app;
 mod auth;
 mod blob;
+mod conn;
 mod error;
 mod listen;
 mod manifest;
@@ -39,6 +40,7 @@ mod range;
 mod reach;
 mod referrer;
 mod route;
+mod stats;
 mod tag;
 mod tls;
 
@@ -51,6 +53,7 @@ use sealift_store::Store;
 
 pub use error::ServeError;
 pub use listen::Server;
+pub use stats::ServeStats;
 
 /// How to serve. Field names are the keys of a `[serve]` config section.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -70,6 +73,13 @@ pub struct ServeOptions {
     pub insecure_plain_http: bool,
     /// How long a graceful shutdown waits for requests in flight (seconds, default 30).
     pub shutdown_grace_secs: u64,
+    /// Close a connection once it has had no request in flight, or moved no byte, for this
+    /// long (seconds, default 60). Also bounds a TLS handshake and the wait for the first
+    /// request.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once (default 4096; lowered to what the open-file limit allows).
+    /// At the limit the connection idle the longest is closed to make room.
+    pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
@@ -81,12 +91,15 @@ impl Default for ServeOptions {
             tls_key: None,
             insecure_plain_http: false,
             shutdown_grace_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }
 
-/// Check the options, load the htpasswd file and TLS keys, and bind the listener. Fails
-/// before binding on anything wrong in the options, naming the file or flag at fault.
+/// Check the options, load the htpasswd file and TLS keys, raise the process's soft limit
+/// on open files to its hard limit, and bind the listener. Fails before binding on anything
+/// wrong in the options, naming the file or flag at fault.
 pub async fn bind(store: Arc<Store>, opts: &ServeOptions) -> Result<Server, ServeError> {
     let tls = match (&opts.tls_cert, &opts.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -105,12 +118,21 @@ pub async fn bind(store: Arc<Store>, opts: &ServeOptions) -> Result<Server, Serv
         Some(p) => Some(auth::Htpasswd::load(p)?),
         None => None,
     };
-    let state = app::State::new(store, auth);
-    listen::Server::bind(
-        opts.addr,
-        state,
-        tls,
-        Duration::from_secs(opts.shutdown_grace_secs),
-    )
-    .await
+    if opts.idle_timeout_secs == 0 {
+        return Err(ServeError::Option {
+            name: "idle_timeout_secs",
+            reason: "must be at least 1 second".into(),
+        });
+    }
+    let limits = listen::Limits {
+        idle: Duration::from_secs(opts.idle_timeout_secs),
+        connections: conn::connection_limit(opts.max_connections, conn::raise_fd_limit()),
+        grace: Duration::from_secs(opts.shutdown_grace_secs),
+    };
+    let stats = Arc::new(ServeStats::default());
+    if let Some(a) = &auth {
+        a.publish_limit(&stats);
+    }
+    let state = app::State::new(store, auth, stats);
+    listen::Server::bind(opts.addr, state, tls, limits).await
 }

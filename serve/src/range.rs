@@ -1,9 +1,14 @@
 //! `Range: bytes=…` for blob downloads (RFC 9110 §14), one range at a time.
 //!
-//! Clients resume broken layer downloads with a single range; a multi-range request, or a
-//! header that does not parse, is ignored and the whole blob is sent (which the RFC
-//! allows), rather than refused. Numbers saturate instead of overflowing: a last position
-//! past the end means "to the end", a first position past the end is unsatisfiable.
+//! Clients resume broken layer downloads with a single range. A header with an invalid
+//! range (`bytes=500-0`, `bytes=a-b`, `bytes=-`), or whose ranges all lie past the end,
+//! gets 416, as RFC 9110 §14.2 says a server should and as distribution does. A request
+//! for several ranges, one of which can be served, gets the whole blob with 200 (the RFC
+//! lets a server ignore `Range`); registry clients never ask for several. A range unit
+//! other than `bytes` is ignored, as the RFC requires, and so is `bytes=` with no range
+//! (as distribution does). Numbers saturate instead of
+//! overflowing: a last position past the end means "to the end", a first position past
+//! the end is unsatisfiable.
 
 /// What to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,7 +22,7 @@ pub enum Span {
         /// Last byte (inclusive).
         end: u64,
     },
-    /// Nothing of the blob is in the range (416).
+    /// Every range is invalid or outside the blob (416).
     Unsatisfiable,
 }
 
@@ -31,54 +36,63 @@ fn number(s: &str) -> Option<u64> {
     }))
 }
 
-/// The span a `Range` header value asks for, out of a blob of `size` bytes.
-pub fn span(header: Option<&str>, size: u64) -> Span {
-    let Some(h) = header else {
-        return Span::Full;
-    };
-    let h = h.trim();
-    let Some(spec) = h
-        .get(..6)
-        .filter(|u| u.eq_ignore_ascii_case("bytes="))
-        .map(|_| &h[6..])
-    else {
-        return Span::Full;
-    };
-    if spec.contains(',') {
-        return Span::Full;
-    }
-    let Some((first, last)) = spec.split_once('-') else {
-        return Span::Full;
-    };
+/// One range-spec: `Err` when invalid (not numbers, or last before first), `Ok(None)`
+/// when it lies outside the blob.
+fn one(spec: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let (first, last) = spec.split_once('-').ok_or(())?;
     if first.trim().is_empty() {
         // Suffix: the last N bytes.
-        return match number(last) {
-            None => Span::Full,
-            Some(0) => Span::Unsatisfiable,
-            Some(_) if size == 0 => Span::Unsatisfiable,
-            Some(n) => Span::Part {
-                start: size.saturating_sub(n),
-                end: size - 1,
-            },
-        };
+        let n = number(last).ok_or(())?;
+        if n == 0 || size == 0 {
+            return Ok(None);
+        }
+        return Ok(Some((size.saturating_sub(n), size - 1)));
     }
-    let Some(start) = number(first) else {
-        return Span::Full;
-    };
+    let start = number(first).ok_or(())?;
     let end = if last.trim().is_empty() {
         u64::MAX
     } else {
-        match number(last) {
-            Some(e) if e >= start => e,
-            _ => return Span::Full,
-        }
+        number(last).filter(|e| *e >= start).ok_or(())?
     };
     if start >= size {
-        return Span::Unsatisfiable;
+        return Ok(None);
     }
-    Span::Part {
-        start,
-        end: end.min(size - 1),
+    Ok(Some((start, end.min(size - 1))))
+}
+
+/// The span a `Range` header value asks for, out of a blob of `size` bytes.
+pub fn span(header: Option<&str>, size: u64) -> Span {
+    let Some(h) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Span::Full;
+    };
+    let Some((unit, set)) = h.split_once('=') else {
+        return Span::Unsatisfiable;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Span::Full;
+    }
+    // Empty list elements are allowed and ignored (RFC 9110 §5.6.1); a set of nothing
+    // else asks for nothing in particular.
+    let specs: Vec<&str> = set
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if specs.is_empty() {
+        return Span::Full;
+    }
+    let Ok(parsed) = specs
+        .iter()
+        .map(|s| one(s, size))
+        .collect::<Result<Vec<_>, ()>>()
+    else {
+        return Span::Unsatisfiable;
+    };
+    let mut served = parsed.into_iter().flatten();
+    match (specs.len(), served.next()) {
+        (_, None) => Span::Unsatisfiable,
+        (1, Some((start, end))) => Span::Part { start, end },
+        _ => Span::Full,
     }
 }
 
@@ -122,24 +136,41 @@ mod tests {
     }
 
     #[test]
-    fn unsatisfiable_and_ignored() {
-        assert_eq!(span(Some("bytes=10-"), 10), Span::Unsatisfiable);
-        assert_eq!(span(Some("bytes=-0"), 10), Span::Unsatisfiable);
-        assert_eq!(span(Some("bytes=0-"), 0), Span::Unsatisfiable);
-        assert_eq!(span(Some("bytes=-5"), 0), Span::Unsatisfiable);
-        // Ignored: whole blob.
+    fn invalid_and_unsatisfiable_get_416() {
         for h in [
+            "bytes=10-",
+            "bytes=-0",
             "bytes=5-2",
-            "bytes=0-1,3-4",
-            "items=0-1",
+            "bytes=500-0",
             "bytes=a-b",
             "bytes=+1-2",
-            "bytes=",
             "bytes=-",
             "bytes",
+            "bytes=0-1,5-2",
+            "bytes=0-1,3-x",
+            "bytes=10-11,12-",
+            "bytes=1-2-3",
+        ] {
+            assert_eq!(span(Some(h), 10), Span::Unsatisfiable, "{h}");
+        }
+        assert_eq!(span(Some("bytes=0-"), 0), Span::Unsatisfiable);
+        assert_eq!(span(Some("bytes=-5"), 0), Span::Unsatisfiable);
+    }
+
+    #[test]
+    fn other_units_and_several_ranges_get_the_whole_blob() {
+        for h in [
+            "bytes=0-1,3-4",
+            "bytes=0-1, 20-30",
+            "items=0-1",
+            "bytes=",
+            "bytes=,",
             "",
+            "  ",
         ] {
             assert_eq!(span(Some(h), 10), Span::Full, "{h}");
         }
+        // Empty list elements are not ranges.
+        assert_eq!(span(Some("bytes=,2-3,"), 10), part(2, 3));
     }
 }

@@ -71,7 +71,11 @@ fn reference(s: &str) -> Result<Reference, ApiError> {
     s.parse()
         .map(Reference::Tag)
         .map_err(|e: sealift_store::reference::RefError| {
-            ApiError::new(StatusCode::BAD_REQUEST, Code::TagInvalid, e.to_string())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Code::ManifestInvalid,
+                format!("{s:?} is neither a tag nor a digest: {e}"),
+            )
         })
 }
 
@@ -189,7 +193,7 @@ mod tests {
         );
         assert_eq!(
             code("/v2/a/manifests/..%2f..%2fx"),
-            (StatusCode::BAD_REQUEST, Code::TagInvalid)
+            (StatusCode::BAD_REQUEST, Code::ManifestInvalid)
         );
         assert_eq!(
             code("/v2/a/blobs/sha256:..%2f..%2fetc%2fpasswd"),

@@ -11,21 +11,28 @@ use sealift_store::Repo;
 use crate::app::State;
 use crate::error::{ApiError, Code};
 
+/// The `n` query parameter: how many entries a page may hold.
+pub fn page_size(query: &HashMap<String, String>) -> Result<Option<usize>, ApiError> {
+    query
+        .get("n")
+        .map(|v| {
+            v.parse::<usize>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    Code::Unsupported,
+                    format!("n={v:?} is not a number of entries"),
+                )
+            })
+        })
+        .transpose()
+}
+
 /// One page of a sorted list: the items after `last`, at most `n`, and whether more follow.
 fn page(
     items: Vec<String>,
     query: &HashMap<String, String>,
 ) -> Result<(Vec<String>, Option<usize>), ApiError> {
-    let n = match query.get("n") {
-        None => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                Code::PaginationNumberInvalid,
-                format!("n={v:?} is not a number of entries"),
-            )
-        })?),
-    };
+    let n = page_size(query)?;
     let after: Vec<String> = match query.get("last") {
         Some(last) => items.into_iter().filter(|i| i > last).collect(),
         None => items,
@@ -133,6 +140,9 @@ mod tests {
         let (p, _) = page(items(4), &q(&[("n", "0")])).unwrap();
         assert!(p.is_empty());
         let e = page(items(4), &q(&[("n", "-1")])).unwrap_err();
-        assert_eq!(e.code, Code::PaginationNumberInvalid);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, Code::Unsupported)
+        );
     }
 }

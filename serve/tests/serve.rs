@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sealift_fixtures::{Layout, CORPUS_REFS};
-use sealift_serve::{ServeError, ServeOptions};
+use sealift_serve::{ServeError, ServeOptions, ServeStats};
 use sealift_store::{Digest, Repo, Store, Tag};
 use sealift_sync::copy::{copy, CopyOptions};
 use sealift_sync::layout::{import_path, ImportOptions};
@@ -30,6 +30,7 @@ struct Served {
     store: Arc<Store>,
     addr: SocketAddr,
     layout: Layout,
+    stats: Arc<ServeStats>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
 }
@@ -61,6 +62,7 @@ impl Served {
         };
         let server = sealift_serve::bind(store.clone(), &opts).await.unwrap();
         let addr = server.local_addr();
+        let stats = server.stats();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -70,6 +72,7 @@ impl Served {
             store,
             addr,
             layout,
+            stats,
             stop: Some(tx),
             task: Some(task),
         }
@@ -93,6 +96,15 @@ impl Served {
 
     fn bytes(&self, d: &Digest) -> &[u8] {
         self.layout.blob_bytes(&d.to_string()).unwrap()
+    }
+
+    /// The first layer of image `name`.
+    fn first_layer(&self, name: &str) -> sealift_store::Descriptor {
+        let d = self.digest(name);
+        sealift_store::ManifestView::parse(self.bytes(&d), None)
+            .unwrap()
+            .layers[0]
+            .clone()
     }
 
     /// Stop and wait for `run` to return.
@@ -448,7 +460,7 @@ async fn manifests_blobs_and_ranges() {
             r.headers()["content-range"],
             format!("bytes */{size}").as_str()
         );
-        assert_eq!(code(&r.bytes().await.unwrap()), "RANGE_INVALID");
+        assert_eq!(code(&r.bytes().await.unwrap()), "UNSUPPORTED");
     }
     // If-Range naming other content: the whole blob.
     let r = c
@@ -521,7 +533,7 @@ async fn tags_and_catalog_paginate_with_links() {
     assert_eq!(pages, 2);
     let r = c.get(s.url("/v2/_catalog?n=x")).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(code(&r.bytes().await.unwrap()), "PAGINATION_NUMBER_INVALID");
+    assert_eq!(code(&r.bytes().await.unwrap()), "UNSUPPORTED");
     let r = c
         .get(s.url("/v2/nothing/here/tags/list"))
         .send()
@@ -551,11 +563,7 @@ async fn content_is_scoped_to_what_a_repository_reaches() {
             (status, r.bytes().await.unwrap())
         }
     };
-    let zstd_layer = sealift_store::ManifestView::parse(s.bytes(&zstd), None)
-        .unwrap()
-        .layers[0]
-        .digest
-        .clone();
+    let zstd_layer = s.first_layer("zstd").digest.clone();
     // multi's children are there; zstd's manifest, layer and referrers are not.
     let (st, _) = get(format!("/v2/other/a/manifests/{multi}")).await;
     assert_eq!(st, 200);
@@ -626,7 +634,7 @@ async fn bad_requests_get_clear_errors_and_writes_405() {
             400,
             "DIGEST_INVALID",
         ),
-        ("/v2/corpus/manifests/..".into(), 400, "TAG_INVALID"),
+        ("/v2/corpus/manifests/..".into(), 400, "MANIFEST_INVALID"),
         (
             "/v2/corpus/manifests/sha256:1234".into(),
             400,
@@ -641,7 +649,6 @@ async fn bad_requests_get_clear_errors_and_writes_405() {
         ("/v2/corpus/manifests/nope".into(), 404, "MANIFEST_UNKNOWN"),
         (format!("/v2/absent/blobs/{zero}"), 404, "NAME_UNKNOWN"),
         ("/v2/absent/manifests/latest".into(), 404, "NAME_UNKNOWN"),
-        (format!("/v2/absent/referrers/{zero}"), 404, "NAME_UNKNOWN"),
     ];
     for (path, status, want) in cases {
         let (st, body, _) = blocking(move || raw(a, "GET", &path, "")).await;
@@ -679,6 +686,31 @@ async fn bad_requests_get_clear_errors_and_writes_405() {
         blob
     );
     s.shutdown().await;
+}
+
+/// skopeo copies `corpus:shared` over HTTPS into the OCI layout `<dir>/<name>`, whose
+/// index must name its digest; returns the layout's path.
+async fn skopeo_pull_shared(s: &Served, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let out = s.dir.path().join(name);
+    let mut args: Vec<String> = ["--insecure-policy", "copy", "-q", "--src-tls-verify=false"]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
+    args.push(format!("docker://{}/corpus:shared", s.host()));
+    args.push(format!("oci:{}:shared", out.display()));
+    blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tool("skopeo", &args)
+    })
+    .await;
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        s.digest("shared").to_string()
+    );
+    out
 }
 
 fn openssl_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -780,32 +812,7 @@ async fn basic_auth_over_tls() {
     assert!(http().get(s.url("/v2/")).send().await.is_err());
 
     // skopeo over HTTPS with the credentials.
-    let out = s.dir.path().join("tls-out");
-    let (src, dst) = (
-        format!("docker://{}/corpus:shared", s.host()),
-        format!("oci:{}:shared", out.display()),
-    );
-    blocking(move || {
-        tool(
-            "skopeo",
-            &[
-                "--insecure-policy",
-                "copy",
-                "-q",
-                "--src-tls-verify=false",
-                "--src-creds=alice:pw-of-alice",
-                &src,
-                &dst,
-            ],
-        )
-    })
-    .await;
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-    assert_eq!(
-        index["manifests"][0]["digest"],
-        s.digest("shared").to_string()
-    );
+    skopeo_pull_shared(&s, "tls-out", &["--src-creds=alice:pw-of-alice"]).await;
     s.shutdown().await;
 }
 
@@ -914,4 +921,698 @@ async fn graceful_shutdown_finishes_a_download_in_flight() {
     assert_eq!(n, layer.size);
     assert_eq!(hasher.finish(), layer.digest);
     stopped.await.unwrap();
+}
+
+/// The distribution spec's error codes: every 4xx JSON body must carry one of these.
+const SPEC_CODES: &[&str] = &[
+    "BLOB_UNKNOWN",
+    "BLOB_UPLOAD_INVALID",
+    "BLOB_UPLOAD_UNKNOWN",
+    "DIGEST_INVALID",
+    "MANIFEST_BLOB_UNKNOWN",
+    "MANIFEST_INVALID",
+    "MANIFEST_UNKNOWN",
+    "NAME_INVALID",
+    "NAME_UNKNOWN",
+    "SIZE_INVALID",
+    "UNAUTHORIZED",
+    "DENIED",
+    "UNSUPPORTED",
+    "TOOMANYREQUESTS",
+];
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+const SPDX: &str = "application/spdx+json";
+const COSIGN: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+/// Store an artifact manifest whose `subject` is `subject` (present or not), with
+/// `artifact_type` and an annotation `note`.
+fn put_referrer(store: &Store, subject: &Digest, artifact_type: &str, note: &str) -> Digest {
+    let lease = store.lease("test referrer", None).unwrap();
+    let empty = Digest::sha256(b"{}");
+    store
+        .put_blob(&lease, &empty, 2, OCI_EMPTY, &mut &b"{}"[..])
+        .unwrap();
+    let empty_desc = serde_json::json!({ "mediaType": OCI_EMPTY, "digest": empty, "size": 2 });
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": empty_desc,
+        "layers": [empty_desc],
+        "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": 1234 },
+        "annotations": { "note": note },
+    });
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let opts = sealift_store::ManifestOptions {
+        expected: None,
+        media_type: Some(OCI_MANIFEST),
+        sparse: false,
+    };
+    store.put_manifest(&lease, &bytes, opts).unwrap().digest
+}
+
+/// `raw` on the blocking pool.
+async fn get_raw(addr: SocketAddr, path: String, headers: String) -> (u16, Vec<u8>, String) {
+    blocking(move || raw(addr, "GET", &path, &headers)).await
+}
+
+/// A response header's value (names compared without case).
+fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The digests of a referrers response, checked to be an OCI index.
+fn referrer_digests(st: u16, body: &[u8], head: &str) -> Vec<String> {
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(body));
+    assert_eq!(header_of(head, "content-type"), Some(OCI_INDEX), "{head}");
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["mediaType"], OCI_INDEX);
+    v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+// Conformance suite, content discovery: "GET request to nonexistent blob should result in
+// empty 200 response", also for a repository that has no tags at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_of_a_repository_without_tags_are_an_empty_index() {
+    let s = Served::start(ServeOptions::default()).await;
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let zstd = s.digest("zstd");
+    for path in [
+        format!("/v2/absent/referrers/{zero}"),
+        format!("/v2/absent/referrers/{zstd}"),
+        format!("/v2/absent/referrers/{zstd}?artifactType={SPDX}"),
+        format!("/v2/corpus/referrers/{zero}"),
+    ] {
+        let (st, body, head) = get_raw(s.addr, path.clone(), String::new()).await;
+        assert!(referrer_digests(st, &body, &head).is_empty(), "{path}");
+    }
+    s.shutdown().await;
+}
+
+// Conformance suite: an artifact pushed with a `subject` that is not in the registry is
+// listed by the referrers API of that subject, filtered or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagged_referrers_of_an_absent_subject_are_listed() {
+    let s = Served::start(ServeOptions::default()).await;
+    let absent = Digest::sha256(b"an image never pulled");
+    assert!(s.store.record(&absent).unwrap().is_none());
+    let repo: Repo = "art".parse().unwrap();
+    let sbom = put_referrer(&s.store, &absent, SPDX, "sbom");
+    let sig = put_referrer(&s.store, &absent, COSIGN, "signature");
+    s.store
+        .set_tag(&repo, &"sbom".parse().unwrap(), &sbom)
+        .unwrap();
+    s.store
+        .set_tag(&repo, &"sig".parse().unwrap(), &sig)
+        .unwrap();
+    // One more, tagged nowhere: no repository reaches it, so none lists it.
+    let stray = put_referrer(&s.store, &absent, SPDX, "stray");
+    s.store.pin(&stray).unwrap();
+
+    let mut both = vec![sbom.to_string(), sig.to_string()];
+    both.sort();
+    let cases = [
+        (String::new(), both.clone()),
+        (format!("?artifactType={SPDX}"), vec![sbom.to_string()]),
+        (
+            "?artifactType=application%2Fspdx%2Bjson".into(),
+            vec![sbom.to_string()],
+        ),
+        (format!("?artifactType={COSIGN}"), vec![sig.to_string()]),
+    ];
+    for (q, want) in cases {
+        let path = format!("/v2/art/referrers/{absent}{q}");
+        let (st, body, head) = get_raw(s.addr, path.clone(), String::new()).await;
+        assert_eq!(referrer_digests(st, &body, &head), want, "{path}");
+        assert_eq!(
+            header_of(&head, "oci-filters-applied"),
+            (!q.is_empty()).then_some("artifactType"),
+            "{path}"
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        for m in v["manifests"].as_array().unwrap() {
+            let t = if m["digest"] == sbom.to_string() {
+                SPDX
+            } else {
+                COSIGN
+            };
+            assert_eq!(m["artifactType"], t);
+            assert_eq!(m["mediaType"], OCI_MANIFEST);
+        }
+    }
+    // A repository that does not reach them lists none.
+    let (st, body, head) = get_raw(
+        s.addr,
+        format!("/v2/corpus/referrers/{absent}"),
+        String::new(),
+    )
+    .await;
+    assert!(referrer_digests(st, &body, &head).is_empty());
+    s.shutdown().await;
+}
+
+// `artifactType=application/spdx+json` written with a raw `+` (as the conformance suite
+// and most clients send it) and escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifact_type_filter_takes_a_raw_plus() {
+    let s = Served::start(ServeOptions::default()).await;
+    let zstd = s.digest("zstd");
+    let sbom = s.store.referrers(&zstd).unwrap();
+    assert_eq!(sbom.len(), 1);
+    for t in [
+        "application/spdx+json",
+        "application/spdx%2Bjson",
+        "application%2fspdx%2bjson",
+    ] {
+        let path = format!("/v2/corpus/referrers/{zstd}?artifactType={t}");
+        let (st, body, head) = get_raw(s.addr, path.clone(), String::new()).await;
+        assert_eq!(
+            referrer_digests(st, &body, &head),
+            vec![sbom[0].to_string()],
+            "{path}"
+        );
+    }
+    let path = format!("/v2/corpus/referrers/{zstd}?artifactType=application/spdx%20json");
+    let (st, body, head) = get_raw(s.addr, path, String::new()).await;
+    assert!(referrer_digests(st, &body, &head).is_empty());
+    s.shutdown().await;
+}
+
+/// Follow `Link: <…>; rel="next"` from `first`: (every digest in order, pages, largest body).
+async fn walk_referrers(addr: SocketAddr, first: String) -> (Vec<String>, usize, usize) {
+    let (mut all, mut pages, mut largest) = (Vec::new(), 0, 0);
+    let mut next = Some(first);
+    while let Some(path) = next.take() {
+        let (st, body, head) = get_raw(addr, path.clone(), String::new()).await;
+        all.extend(referrer_digests(st, &body, &head));
+        pages += 1;
+        largest = largest.max(body.len());
+        if let Some(link) = header_of(&head, "link") {
+            assert!(link.ends_with(">; rel=\"next\""), "{link}");
+            next = Some(link[1..link.find('>').unwrap()].to_string());
+        }
+        assert!(pages < 100, "Link loop at {path}");
+    }
+    (all, pages, largest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_are_paginated_with_links() {
+    let s = Served::start(ServeOptions::default()).await;
+    let zstd = s.digest("zstd");
+    // 40 signatures with 30 KB of annotations each: 1.2 MB of descriptors, more than a
+    // page may hold.
+    let big = "x".repeat(30_000);
+    for i in 0..40 {
+        let t = if i % 2 == 0 {
+            COSIGN
+        } else {
+            "application/example+json"
+        };
+        put_referrer(&s.store, &zstd, t, &format!("{i} {big}"));
+    }
+    let mut want: Vec<String> = s
+        .store
+        .referrers(&zstd)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    want.sort();
+    assert_eq!(want.len(), 41);
+
+    // No `n`: pages bounded in bytes, every referrer once, in digest order.
+    let (all, pages, largest) =
+        walk_referrers(s.addr, format!("/v2/corpus/referrers/{zstd}")).await;
+    assert_eq!(all, want);
+    assert!(pages >= 2, "{pages} pages");
+    assert!(largest < (1 << 20) + 64 * 1024, "a page of {largest} bytes");
+    // `n`: at most n each.
+    let (all, pages, _) = walk_referrers(s.addr, format!("/v2/corpus/referrers/{zstd}?n=7")).await;
+    assert_eq!(all, want);
+    assert_eq!(pages, 41usize.div_ceil(7));
+    // The filter is carried from page to page.
+    let mut sigs: Vec<String> = Vec::new();
+    for d in &want {
+        let rec = s.store.record(&d.parse().unwrap()).unwrap().unwrap();
+        if rec.artifact_type.as_deref() == Some(COSIGN) {
+            sigs.push(d.clone());
+        }
+    }
+    assert_eq!(sigs.len(), 20);
+    let (all, pages, _) = walk_referrers(
+        s.addr,
+        format!("/v2/corpus/referrers/{zstd}?n=6&artifactType={COSIGN}"),
+    )
+    .await;
+    assert_eq!(all, sigs);
+    assert_eq!(pages, 4);
+    s.shutdown().await;
+}
+
+// Every error body carries a code of the spec's list, with the status the spec gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_bodies_carry_only_the_specs_codes() {
+    let s = Served::start(ServeOptions::default()).await;
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let zstd = s.digest("zstd");
+    let layer = s.first_layer("zstd");
+    let blob = format!("/v2/corpus/blobs/{}", layer.digest);
+    let cases: Vec<(&str, String, String, u16, &str)> = vec![
+        (
+            "GET",
+            "/v2/corpus/manifests/-bad".into(),
+            String::new(),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/corpus/manifests/..".into(),
+            String::new(),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/corpus/manifests/a%20b".into(),
+            String::new(),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/corpus/tags/list?n=x".into(),
+            String::new(),
+            400,
+            "UNSUPPORTED",
+        ),
+        (
+            "GET",
+            "/v2/_catalog?n=-1".into(),
+            String::new(),
+            400,
+            "UNSUPPORTED",
+        ),
+        (
+            "GET",
+            format!("/v2/corpus/referrers/{zstd}?n=lots"),
+            String::new(),
+            400,
+            "UNSUPPORTED",
+        ),
+        (
+            "GET",
+            blob.clone(),
+            "Range: bytes=500-0\r\n".into(),
+            416,
+            "UNSUPPORTED",
+        ),
+        (
+            "GET",
+            blob.clone(),
+            format!("Range: bytes={}-\r\n", layer.size),
+            416,
+            "UNSUPPORTED",
+        ),
+        (
+            "GET",
+            "/v2/Corpus/tags/list".into(),
+            String::new(),
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/corpus/blobs/sha256:abc".into(),
+            String::new(),
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            "GET",
+            format!("/v2/corpus/blobs/{zero}"),
+            String::new(),
+            404,
+            "BLOB_UNKNOWN",
+        ),
+        (
+            "GET",
+            format!("/v2/corpus/manifests/{zero}"),
+            String::new(),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            "GET",
+            "/v2/absent/tags/list".into(),
+            String::new(),
+            404,
+            "NAME_UNKNOWN",
+        ),
+        (
+            "GET",
+            "/v2/nowhere".into(),
+            String::new(),
+            404,
+            "UNSUPPORTED",
+        ),
+        (
+            "PUT",
+            "/v2/corpus/manifests/x".into(),
+            "Content-Length: 0\r\n".into(),
+            405,
+            "UNSUPPORTED",
+        ),
+    ];
+    for (method, path, headers, status, want) in cases {
+        let a = s.addr;
+        let p = path.clone();
+        let (st, body, _) = blocking(move || raw(a, method, &p, &headers)).await;
+        let got = code(&body);
+        assert!(SPEC_CODES.contains(&got.as_str()), "{method} {path}: {got}");
+        assert_eq!((st, got.as_str()), (status, want), "{method} {path}");
+    }
+    s.shutdown().await;
+}
+
+// RFC 9110 §14.2: 416 when every range is invalid or unsatisfiable. The same headers sent
+// to the distribution registry holding the same blob get the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_ranges_get_416_as_from_distribution() {
+    let s = Served::start(ServeOptions::default()).await;
+    let reg = sealift_testkit::Registry::start();
+    let (src, dst) = (
+        format!("docker://{}/corpus:zstd", s.host()),
+        format!("docker://{}/mirror:1", reg.host()),
+    );
+    blocking(move || {
+        tool(
+            "skopeo",
+            &[
+                "--insecure-policy",
+                "copy",
+                "-q",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                &src,
+                &dst,
+            ],
+        )
+    })
+    .await;
+    let layer = s.first_layer("zstd");
+    let size = layer.size;
+    assert!(size > 20, "{size}");
+    let reg_addr: SocketAddr = reg.host().parse().unwrap();
+    let ranges = [
+        "bytes=500-0".to_string(),
+        "bytes=5-2".into(),
+        "bytes=a-b".into(),
+        "bytes=-".into(),
+        "bytes".into(),
+        "bytes=0-1,5-2".into(),
+        format!("bytes={size}-"),
+        format!("bytes={}-{}", size + 10, size + 20),
+        "bytes=1-10".into(),
+        "bytes=-7".into(),
+        "bytes=0-".into(),
+        "bytes=".into(),
+    ];
+    for range in ranges {
+        let h = format!("Range: {range}\r\n");
+        let (ours, body, head) = get_raw(
+            s.addr,
+            format!("/v2/corpus/blobs/{}", layer.digest),
+            h.clone(),
+        )
+        .await;
+        let (theirs, their_body, their_head) =
+            get_raw(reg_addr, format!("/v2/mirror/blobs/{}", layer.digest), h).await;
+        assert_eq!(ours, theirs, "{range}: ours {ours}, distribution {theirs}");
+        match ours {
+            206 => {
+                assert_eq!(body, their_body, "{range}");
+                assert_eq!(
+                    header_of(&head, "content-range"),
+                    header_of(&their_head, "content-range"),
+                    "{range}"
+                );
+            }
+            416 => {
+                assert_eq!(code(&body), "UNSUPPORTED", "{range}");
+                assert_eq!(
+                    header_of(&head, "content-range"),
+                    Some(format!("bytes */{size}").as_str())
+                );
+            }
+            200 => assert_eq!(body.len() as u64, size, "{range}"),
+            other => panic!("{range}: {other}"),
+        }
+    }
+    // Several ranges: the whole blob (distribution sends multipart/byteranges instead).
+    let (st, body, _) = get_raw(
+        s.addr,
+        format!("/v2/corpus/blobs/{}", layer.digest),
+        "Range: bytes=0-1,4-5\r\n".into(),
+    )
+    .await;
+    assert_eq!((st, body.len() as u64), (200, size));
+    s.shutdown().await;
+}
+
+// issue 9: 64 clients guessing passwords do not starve a signed-in pull: their checks run
+// a bounded number at a time, and a client past a few failures is answered 429 without
+// bcrypt running at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_throttled_and_a_pull_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let htpasswd = tmp.path().join("htpasswd");
+    let hash = bcrypt::hash("pw-of-alice", 6).unwrap();
+    std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
+    let s = Served::start(ServeOptions {
+        htpasswd: Some(htpasswd),
+        ..Default::default()
+    })
+    .await;
+    let (addr, stats) = (s.addr, s.stats.clone());
+
+    const GUESSERS: u8 = 64;
+    const TRIES: usize = 12;
+    let url = format!("http://{addr}/v2/corpus/manifests/zstd");
+    let mut guessers = Vec::new();
+    for i in 0..GUESSERS {
+        // Each from its own loopback address, as separate machines would be.
+        let ip = std::net::IpAddr::from([127, 0, 0, 2 + i]);
+        let c = reqwest::Client::builder()
+            .local_address(ip)
+            .build()
+            .unwrap();
+        let url = url.clone();
+        guessers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for t in 0..TRIES {
+                let r = c
+                    .get(&url)
+                    .basic_auth("alice", Some(format!("guess-{i}-{t}")))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+            }
+            statuses
+        }));
+    }
+    // Meanwhile alice pulls zstd: manifest, config and layers, each checked.
+    let c = reqwest::Client::new();
+    let zstd = s.digest("zstd");
+    let mut pulled = 0u64;
+    let r = c
+        .get(&url)
+        .basic_auth("alice", Some("pw-of-alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(Digest::sha256(&bytes), zstd);
+    pulled += 1;
+    let view = sealift_store::ManifestView::parse(&bytes, None).unwrap();
+    for d in std::iter::once(view.config.clone().unwrap()).chain(view.layers) {
+        let r = c
+            .get(format!("http://{addr}/v2/corpus/blobs/{}", d.digest))
+            .basic_auth("alice", Some("pw-of-alice"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", d.digest);
+        assert_eq!(Digest::sha256(&r.bytes().await.unwrap()), d.digest);
+        pulled += 1;
+    }
+    let mut refused = (0u64, 0u64);
+    for g in guessers {
+        for st in g.await.unwrap() {
+            match st {
+                401 => refused.0 += 1,
+                429 => refused.1 += 1,
+                other => panic!("a wrong password got {other}"),
+            }
+        }
+    }
+    let guesses = u64::from(GUESSERS) * TRIES as u64;
+    assert_eq!(refused.0 + refused.1, guesses);
+    assert!(refused.1 > 0, "no client was made to back off: {refused:?}");
+    // Every request with credentials either ran bcrypt, was remembered, or was throttled;
+    // each 429 is one that did not run bcrypt.
+    assert_eq!(stats.throttled(), refused.1);
+    assert_eq!(
+        stats.bcrypt_checks() + stats.auth_cache_hits() + stats.throttled(),
+        guesses + pulled
+    );
+    assert!(stats.bcrypt_checks() < guesses, "{}", stats.bcrypt_checks());
+    assert!(stats.bcrypt_peak() >= 1);
+    assert!(
+        stats.bcrypt_peak() <= stats.bcrypt_limit(),
+        "{} bcrypt checks at once, limit {}",
+        stats.bcrypt_peak(),
+        stats.bcrypt_limit()
+    );
+    s.shutdown().await;
+}
+
+/// A TLS client trusting `cert`, offering `alpn`.
+fn tls_connector(cert: &Path, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Read until the server closes the connection (EOF or an error).
+async fn until_closed(mut conn: impl tokio::io::AsyncRead + Unpin) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = conn.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+// issue 9: 2,000 connections that send nothing (plain TCP, a finished TLS handshake, or only
+// the HTTP/2 preface) do not stop a pull, and are closed after the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_connections_do_not_stop_a_pull() {
+    use tokio::io::AsyncWriteExt as _;
+    const EACH: usize = 2000 / 3 + 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_cert(tmp.path());
+    let s = Served::start(ServeOptions {
+        tls_cert: Some(cert.clone()),
+        tls_key: Some(key),
+        idle_timeout_secs: 20,
+        ..Default::default()
+    })
+    .await;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let h1 = tls_connector(&cert, b"http/1.1");
+    let h2 = tls_connector(&cert, b"h2");
+    let mut waiting = Vec::new();
+    for _ in 0..EACH {
+        let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        waiting.push(tokio::spawn(until_closed(tcp)));
+        let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let tls = h1.connect(name.clone(), tcp).await.unwrap();
+        waiting.push(tokio::spawn(until_closed(tls)));
+        let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let mut tls = h2.connect(name.clone(), tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        waiting.push(tokio::spawn(until_closed(tls)));
+    }
+    assert!(waiting.len() >= 2000);
+    // All of them were taken by the server (they stay until the idle timeout)…
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s.stats.accepted_connections() < waiting.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} accepted",
+            s.stats.accepted_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …and skopeo pulls over HTTPS beside them.
+    let out = skopeo_pull_shared(&s, "pulled", &[]).await;
+    let want = s.digest("shared");
+    let manifest = std::fs::read(out.join("blobs/sha256").join(want.hex())).unwrap();
+    assert_eq!(manifest, s.bytes(&want));
+    let view = sealift_store::ManifestView::parse(&manifest, None).unwrap();
+    for d in view.layers {
+        let bytes = std::fs::read(out.join("blobs/sha256").join(d.digest.hex())).unwrap();
+        assert_eq!(Digest::sha256(&bytes), d.digest);
+    }
+    // Then the server closes every idle one.
+    let all = futures_util::future::join_all(waiting);
+    tokio::time::timeout(Duration::from_secs(300), all)
+        .await
+        .expect("idle connections closed by the server");
+    assert!(s.stats.closed_idle() >= 2000, "{}", s.stats.closed_idle());
+    s.shutdown().await;
+}
+
+// At the connection limit the connection idle the longest makes room: idle connections
+// beyond the limit never lock a client out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_idle_connections_make_room() {
+    let s = Served::start(ServeOptions {
+        max_connections: 50,
+        ..Default::default()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(tokio::net::TcpStream::connect(s.addr).await.unwrap());
+    }
+    let zstd = s.digest("zstd");
+    let r = http()
+        .get(s.url("/v2/corpus/manifests/zstd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), s.bytes(&zstd));
+    assert!(s.stats.accepted_connections() > 200);
+    assert!(s.stats.evicted() >= 151, "{} evicted", s.stats.evicted());
+    assert!(s.stats.open_connections() <= 50);
+    // The oldest went first.
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1];
+    let first = tokio::time::timeout(Duration::from_secs(30), idle[0].read(&mut buf))
+        .await
+        .expect("the oldest idle connection was closed");
+    assert!(matches!(first, Ok(0) | Err(_)));
+    s.shutdown().await;
 }

@@ -29,6 +29,14 @@ pub struct ServeArgs {
     /// Allow plain HTTP on an address that is not loopback (content and passwords in clear)
     #[arg(long)]
     pub insecure_plain_http: bool,
+    /// Close a connection after this many seconds without a request in flight or a byte
+    /// moved
+    #[arg(long, default_value_t = ServeOptions::default().idle_timeout_secs, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Connections open at once; at the limit the one idle the longest is closed
+    #[arg(long, default_value_t = ServeOptions::default().max_connections, value_name = "N")]
+    pub max_connections: usize,
 }
 
 /// Serve until a signal; then finish the requests in flight and exit 0.
@@ -39,6 +47,8 @@ pub fn run(ctx: &Context, args: &ServeArgs, out: &mut dyn Write) -> Result<Statu
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
         insecure_plain_http: args.insecure_plain_http,
+        idle_timeout_secs: args.idle_timeout,
+        max_connections: args.max_connections,
         ..ServeOptions::default()
     };
     let store = ctx.open_store()?;
