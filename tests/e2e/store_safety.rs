@@ -213,7 +213,7 @@ fn recovery_after_a_crash_drops_records_without_files() {
     half_removed(&env, &corpus);
     import_corpus(&env, &corpus);
     // Remove one tag again so the GC below has something to delete (and a point to die at).
-    env.ok(&["rm", "corpus:latest"]);
+    env.ok(&["rm", "corpus:multi"]);
     let layer = delete_a_layer_file(&env);
     let out = env
         .cmd()
