@@ -96,7 +96,7 @@ pub enum LayoutError {
         image: String,
         /// Why.
         #[source]
-        source: sealift_store::Error,
+        source: Box<sealift_store::Error>,
     },
     /// An index.json entry needs a name and none was given.
     #[error("{0}")]
