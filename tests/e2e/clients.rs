@@ -236,14 +236,8 @@ list = ["multi"]
         );
         // The digest reported is the one the destination tag names, an index of amd64 only.
         let written = why.rsplit(' ').next().unwrap();
-        let dst = format!(
-            "docker://{}",
-            c["destination"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("docker://")
-        );
-        let raw = tool_ok("skopeo", &["inspect", "--raw", "--tls-verify=false", &dst]);
+        let dst = c["destination"].as_str().unwrap();
+        let raw = tool_ok("skopeo", &["inspect", "--raw", "--tls-verify=false", dst]);
         assert_eq!(sha256_digest(&raw), written, "{dst}");
         let idx: Value = serde_json::from_slice(&raw).unwrap();
         for e in idx["manifests"].as_array().unwrap() {
@@ -513,9 +507,10 @@ fn completions_and_man_pages() {
     }
     for page in ["sealift.1", "sealift-copy.1"] {
         let path = man.join(page);
-        // groff with every warning on: a page that is not valid man(7) says so.
+        // groff with every warning on (-k: the help texts are UTF-8, as man's preconv
+        // reads them): a page that is not valid man(7) says so.
         let out = tool("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
             .arg(&path)
             .output()
             .unwrap();
