@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what sealift's tests use from Debian's packages, once: skopeo and umoci (interop
-# checks), docker-registry (the real distribution registry the registry tests start on
+# checks), man-db and groff (the man page test), docker-registry (the real distribution registry the registry tests start on
 # loopback) and openssl (the test token server signs its JWTs with it). The Rust toolchain
 # is expected on the machine (rustup).
 set -euo pipefail
@@ -8,6 +8,9 @@ missing=()
 for tool in skopeo umoci docker-registry openssl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# man and groff render the generated man pages in the completions test.
+command -v man >/dev/null 2>&1 || missing+=(man-db)
+command -v groff >/dev/null 2>&1 || missing+=(groff)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

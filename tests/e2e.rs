@@ -4,6 +4,7 @@ mod e2e {
     pub mod util;
 
     mod bundle;
+    mod clients;
     mod concurrent;
     mod crash;
     mod daemon;

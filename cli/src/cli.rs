@@ -64,6 +64,10 @@ pub enum Command {
     Serve(crate::cmd::serve::ServeArgs),
     /// Write what the store holds (blob and manifest digests), for delta bundles (export --base)
     Inventory(crate::cmd::layout::InventoryArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
+    Completions(crate::cmd::docs::CompletionsArgs),
+    /// Write the man pages (sealift.1, sealift-COMMAND.1, …) to a directory, or print one
+    Man(crate::cmd::docs::ManArgs),
 }
 
 /// Flags shared by `copy`, `pull` and `push`.

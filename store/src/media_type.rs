@@ -100,6 +100,12 @@ pub fn layer_compression(media_type: &str) -> Option<Compression> {
     })
 }
 
+/// Whether a layer media type is a filesystem layer (a tar changeset, with a DiffID in the
+/// config). In-toto statements, artifact blobs and unknown types are not.
+pub fn is_filesystem_layer(media_type: &str) -> bool {
+    layer_compression(media_type).is_some()
+}
+
 /// Non-distributable and foreign layers: their bytes may legitimately be absent.
 pub fn is_non_distributable(media_type: &str) -> bool {
     matches!(
@@ -128,6 +134,8 @@ mod tests {
             Some(Compression::Gzip)
         );
         assert!(is_non_distributable(DOCKER_LAYER_FOREIGN));
+        assert!(is_filesystem_layer(OCI_LAYER_GZIP));
+        assert!(!is_filesystem_layer("application/vnd.in-toto+json"));
         assert!(!is_non_distributable(DOCKER_LAYER_GZIP));
     }
 }

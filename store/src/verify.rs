@@ -219,6 +219,11 @@ impl Store {
         }
         let bad: std::collections::HashSet<&Digest> =
             bad_records.iter().map(|(d, _, _)| d).collect();
+        let attestations = if opts.full {
+            self.attestation_manifests(&records, &bad)?
+        } else {
+            std::collections::HashSet::new()
+        };
         for (d, rec) in &records {
             if !rec.manifest || bad.contains(d) {
                 continue;
@@ -231,7 +236,7 @@ impl Store {
                     });
                 }
             }
-            if opts.full {
+            if opts.full && !attestations.contains(d) {
                 self.check_diff_ids(d, &bad, &mut report)?;
             }
         }
@@ -269,6 +274,32 @@ impl Store {
         Ok(report)
     }
 
+    /// Manifests some index in the store lists as a buildx attestation manifest. BuildKit
+    /// documents their config as present for compatibility only, to be ignored: its layers
+    /// are in-toto statements, not filesystem layers, so there are no DiffIDs to check.
+    fn attestation_manifests(
+        &self,
+        records: &[(Digest, BlobRecord)],
+        bad: &std::collections::HashSet<&Digest>,
+    ) -> Result<std::collections::HashSet<Digest>> {
+        let mut out = std::collections::HashSet::new();
+        for (d, rec) in records {
+            if !rec.manifest || bad.contains(d) || mt::kind(&rec.media_type) != mt::Kind::Index {
+                continue;
+            }
+            // An index that does not parse is reported by `check_diff_ids`.
+            if let Ok((_, view)) = self.manifest(d) {
+                out.extend(
+                    view.manifests
+                        .iter()
+                        .filter(|e| e.attests().is_some())
+                        .map(|e| e.digest.clone()),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     fn check_diff_ids(
         &self,
         d: &Digest,
@@ -288,6 +319,18 @@ impl Store {
         let Some(config) = view.config.as_ref() else {
             return Ok(());
         };
+        // DiffIDs describe filesystem layers only: an artifact, or a manifest with any other
+        // kind of layer (in-toto statements of an attestation whose index is elsewhere, an
+        // artifact's blobs), is not a filesystem image, and its config's rootfs (if any) is
+        // not about those layers.
+        if view.artifact_type.is_some()
+            || !view
+                .layers
+                .iter()
+                .all(|l| mt::is_filesystem_layer(&l.media_type))
+        {
+            return Ok(());
+        }
         if view.kind != ManifestKind::Image
             || !matches!(
                 config.media_type.as_str(),

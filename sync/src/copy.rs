@@ -31,6 +31,10 @@ pub struct CopyOptions {
     /// With `platforms`: write a new index holding only the chosen entries (new digest)
     /// instead of the original index bytes over a sparse set of children.
     pub rewrite_index: bool,
+    /// With `platforms` and without `rewrite_index`: when the destination refuses the sparse
+    /// index (a registry that checks every entry of a pushed index is present), write the
+    /// rewritten index instead, and say so in [`CopyReport::filtered_index`].
+    pub rewrite_refused_index: bool,
     /// Also copy referrers (SBOMs, signatures, attestations) of everything copied.
     pub referrers: bool,
     /// Push non-distributable (foreign) layers too.
@@ -82,6 +86,50 @@ pub struct CopyReport {
     /// With `convert`: `(source digest, written digest)` of every manifest and index that
     /// changed, children first, the root last.
     pub converted: Vec<(Digest, Digest)>,
+    /// How a root index of which `platforms` kept only some entries was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filtered_index: Option<FilteredIndex>,
+}
+
+/// How an index filtered by platform was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilteredIndex {
+    /// The original bytes over the chosen entries only: the digest is kept.
+    Sparse,
+    /// Re-serialised with only the chosen entries, as asked (`rewrite_index`): a new digest.
+    Rewritten,
+    /// Re-serialised because the destination refused the sparse index
+    /// (`rewrite_refused_index`): a new digest.
+    RewrittenRefused,
+}
+
+impl std::fmt::Display for FilteredIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FilteredIndex::Sparse => "sparse index kept (the destination accepted it; digest kept)",
+            FilteredIndex::Rewritten => "index rewritten with the chosen platforms (new digest)",
+            FilteredIndex::RewrittenRefused => {
+                "index rewritten with the chosen platforms: the destination refuses sparse \
+                 indexes (new digest)"
+            }
+        })
+    }
+}
+
+/// Whether a failed manifest push is a registry refusing an index whose entries are not all
+/// present: distribution before 3.0 (and so Harbor and most on-premises registries) checks
+/// every entry of a pushed index and answers 400 `MANIFEST_BLOB_UNKNOWN`.
+fn refuses_sparse_index(e: &TransportError) -> bool {
+    match e {
+        TransportError::Registry(crate::registry::RegistryError::Http {
+            status: 400,
+            code: Some(code),
+            ..
+        }) => code == "MANIFEST_BLOB_UNKNOWN",
+        TransportError::During { source, .. } => refuses_sparse_index(source),
+        _ => false,
+    }
 }
 
 pub(crate) struct Node {
@@ -95,6 +143,8 @@ pub(crate) struct Plan {
     pub(crate) manifests: Vec<Node>,
     pub(crate) blobs: Vec<Descriptor>,
     pub(crate) platforms: Vec<String>,
+    /// The root is an index of which `platforms` kept only some entries.
+    pub(crate) filtered: bool,
     /// Converted blobs (in temporary files) and what to verify, with `convert`.
     pub(crate) conversion: Option<Conversion>,
 }
@@ -167,6 +217,7 @@ async fn plan(
         manifests: Vec::new(),
         blobs: Vec::new(),
         platforms: Vec::new(),
+        filtered: false,
         conversion: None,
     };
     let mut blob_seen = HashSet::new();
@@ -269,6 +320,7 @@ fn visit(
             depth: 0,
         }));
         if keep.len() < view.manifests.len() {
+            plan.filtered |= is_root;
             if opts.rewrite_index {
                 let digests: HashSet<Digest> = keep.iter().map(|d| d.digest.clone()).collect();
                 bytes = rewrite(&bytes, &digests)?;
@@ -377,6 +429,13 @@ pub async fn copy(
     report.destination_digest = Some(root_desc.digest.clone());
     report.media_type = root_desc.media_type.clone();
     report.platforms = plan.platforms.clone();
+    if plan.filtered {
+        report.filtered_index = Some(if root_node.sparse {
+            FilteredIndex::Sparse
+        } else {
+            FilteredIndex::Rewritten
+        });
+    }
 
     // Up to date: the tag already names this digest and every manifest is there.
     if dst.current().await? == Some(root_desc.digest.clone()) {
@@ -395,10 +454,22 @@ pub async fn copy(
         }
     }
 
-    transfer(src.clone(), dst.clone(), &plan, opts, &mut report).await?;
+    let written = transfer(src.clone(), dst.clone(), &plan, opts, &mut report).await?;
     if let Some(c) = &plan.conversion {
         c.verify()?;
     }
+    // The destination refused the sparse root and took the rewritten one instead.
+    let root_desc = match written {
+        Some(d) => {
+            report.destination_digest = Some(d.digest.clone());
+            report.filtered_index = Some(FilteredIndex::RewrittenRefused);
+            if let Some(m) = plan.manifests.last_mut() {
+                m.desc = d.clone();
+            }
+            d
+        }
+        None => root_desc,
+    };
     if opts.dry_run {
         return Ok(report);
     }
@@ -437,13 +508,15 @@ pub async fn copy(
     Ok(report)
 }
 
+/// Blobs, then manifests. Returns the root actually written when it is not the planned one
+/// (a refused sparse index replaced by its rewrite, with `rewrite_refused_index`).
 async fn transfer(
     src: Arc<dyn Source>,
     dst: Arc<dyn Sink>,
     plan: &Plan,
     opts: &CopyOptions,
     report: &mut CopyReport,
-) -> Result<(), TransportError> {
+) -> Result<Option<Descriptor>, TransportError> {
     // Which blobs are missing (HEADs in parallel too).
     let checks: Vec<(Descriptor, bool)> = stream::iter(plan.blobs.iter().cloned())
         .map(|b| {
@@ -475,7 +548,7 @@ async fn transfer(
                 report.manifests_written += 1;
             }
         }
-        return Ok(());
+        return Ok(None);
     }
     let total: u64 = missing.iter().map(|b| b.size).sum();
     let done = Arc::new(AtomicU64::new(0));
@@ -539,22 +612,53 @@ async fn transfer(
     report.bytes_skipped += mb;
     report.blobs_moved += missing.len() - m;
     report.bytes_moved += total - mb;
-    for node in &plan.manifests {
+    let mut replaced = None;
+    for (i, node) in plan.manifests.iter().enumerate() {
         if !node.sparse && dst.has_manifest(&node.desc).await? {
             continue;
         }
-        dst.put_manifest(&node.desc, &node.bytes, node.sparse)
-            .await
-            .map_err(|e| {
-                e.during(format!(
-                    "writing manifest {} to {}",
+        let during = |e: TransportError, d: &Digest| {
+            e.during(format!("writing manifest {d} to {}", dst.describe()))
+        };
+        match dst.put_manifest(&node.desc, &node.bytes, node.sparse).await {
+            Ok(()) => {}
+            Err(e) if node.sparse && refuses_sparse_index(&e) => {
+                let is_root = i + 1 == plan.manifests.len();
+                if !(opts.rewrite_refused_index && is_root) {
+                    return Err(TransportError::SparseIndexRefused {
+                        destination: dst.describe(),
+                        digest: node.desc.digest.clone(),
+                        refusal: Box::new(e),
+                    });
+                }
+                // Keep what the plan copied: the chosen entries, now all present.
+                let chosen: HashSet<Digest> = plan
+                    .manifests
+                    .iter()
+                    .map(|m| m.desc.digest.clone())
+                    .collect();
+                let bytes = rewrite(&node.bytes, &chosen)?;
+                let desc = Descriptor::new(
+                    node.desc.media_type.clone(),
+                    Digest::sha256(&bytes),
+                    bytes.len() as u64,
+                );
+                tracing::info!(
+                    "{} refuses the sparse index {}; writing the rewritten index {} instead",
+                    dst.describe(),
                     node.desc.digest,
-                    dst.describe()
-                ))
-            })?;
+                    desc.digest
+                );
+                dst.put_manifest(&desc, &bytes, false)
+                    .await
+                    .map_err(|e| during(e, &desc.digest))?;
+                replaced = Some(desc);
+            }
+            Err(e) => return Err(during(e, &node.desc.digest)),
+        }
         report.manifests_written += 1;
     }
-    Ok(())
+    Ok(replaced)
 }
 
 async fn copy_referrers(
@@ -568,6 +672,7 @@ async fn copy_referrers(
     let inner = CopyOptions {
         platforms: Vec::new(),
         rewrite_index: false,
+        rewrite_refused_index: false,
         convert: None,
         ..opts.clone()
     };

@@ -104,6 +104,7 @@ fn run_copy(
     let opts = CopyOptions {
         platforms: flags.platform.clone(),
         rewrite_index: flags.rewrite_index,
+        rewrite_refused_index: false,
         referrers: flags.referrers,
         include_nondistributable: flags.include_nondistributable,
         dry_run: flags.dry_run,

@@ -3,6 +3,7 @@
 mod config;
 mod copy;
 mod daemon;
+pub(crate) mod docs;
 mod du;
 mod gc;
 mod images;
@@ -194,5 +195,7 @@ fn dispatch(ctx: &Context, command: Command, out: &mut dyn Write) -> Result<Stat
         Command::Push(a) => copy::push(ctx, &a, out),
         Command::Sync(a) => sync::run(ctx, &a, out),
         Command::Serve(a) => serve::run(ctx, &a, out),
+        Command::Completions(a) => docs::completions(&a, out),
+        Command::Man(a) => docs::man(ctx, &a, out),
     }
 }

@@ -231,6 +231,12 @@ fn print_reports(
         if summary_only {
             continue;
         }
+        // How an index was written, with `rewrite_index = "auto"`.
+        for c in r.copied.iter().filter(|_| !r.dry_run) {
+            if let Some(how) = &c.reason {
+                writeln!(out, "{}: copied {}: {how}", r.job, c.source)?;
+            }
+        }
         if r.dry_run {
             for c in &r.copied {
                 writeln!(

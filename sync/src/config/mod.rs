@@ -67,7 +67,8 @@ pub struct Config {
 pub struct RegistrySection {
     /// `host[:port]` as jobs write it.
     pub host: String,
-    /// Plain HTTP (default: only for loopback hosts).
+    /// `true`: plain HTTP; `false`: HTTPS only. Unset: HTTPS, except that loopback hosts
+    /// fall back to plain HTTP when they refuse the TLS handshake.
     pub insecure: Option<bool>,
     /// Verify TLS certificates (default true).
     pub tls_verify: bool,
@@ -173,6 +174,19 @@ pub struct Retention {
     pub prune_gone: bool,
 }
 
+/// `rewrite_index`: how a job writes an index it copies only some platforms of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RewriteIndex {
+    /// `false`: the original index over the chosen entries (sparse; the digest is kept).
+    #[default]
+    Never,
+    /// `true`: a new index of the chosen entries (a new digest).
+    Always,
+    /// `"auto"`: sparse where the destination accepts it, rewritten where it refuses it
+    /// (registries that check every entry of an index); each image's report says which.
+    Auto,
+}
+
 /// One `[[job]]`.
 #[derive(Clone, Debug)]
 pub struct JobConfig {
@@ -188,8 +202,8 @@ pub struct JobConfig {
     pub tags: TagSelection,
     /// Keep only these platforms of an index (empty: all).
     pub platforms: Vec<Platform>,
-    /// With `platforms`: write a new index holding only those (new digest).
-    pub rewrite_index: bool,
+    /// With `platforms`: whether to write a new index holding only those (new digest).
+    pub rewrite_index: RewriteIndex,
     /// Copy referrers (signatures, SBOMs, attestations) too.
     pub referrers: bool,
     /// Tags that never change once copied: never checked again (`None`: no such tags).
@@ -464,7 +478,21 @@ impl Config {
                 repositories,
                 tags,
                 platforms,
-                rewrite_index: j.rewrite_index.unwrap_or(false),
+                rewrite_index: match &j.rewrite_index {
+                    None => RewriteIndex::Never,
+                    Some(v) => match v.get_ref() {
+                        toml::Value::Boolean(false) => RewriteIndex::Never,
+                        toml::Value::Boolean(true) => RewriteIndex::Always,
+                        toml::Value::String(s) if s == "auto" => RewriteIndex::Auto,
+                        other => {
+                            return Err(cx.at(
+                                v,
+                                &k("rewrite_index"),
+                                format!("{other} is not true, false or \"auto\""),
+                            ))
+                        }
+                    },
+                },
                 referrers: j.referrers.unwrap_or(false),
                 immutable_tags,
                 schedule,
@@ -734,7 +762,7 @@ struct RawJob {
     repositories: Option<RawFilter>,
     tags: Option<RawTags>,
     platforms: Option<Vec<Spanned<String>>>,
-    rewrite_index: Option<bool>,
+    rewrite_index: Option<Spanned<toml::Value>>,
     referrers: Option<bool>,
     immutable_tags: Option<Vec<Spanned<String>>>,
     schedule: Option<Spanned<String>>,

@@ -23,7 +23,9 @@ use sealift_store::{Descriptor, Digest, Repo, Store, StoreRef, Tag};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{place_repo, select, Config, CredentialSource, JobConfig, Place, SecretSource};
+use crate::config::{
+    place_repo, select, Config, CredentialSource, JobConfig, Place, RewriteIndex, SecretSource,
+};
 use crate::copy::{copy, CopyOptions};
 use crate::registry::{Credentials, Registry, RegistryConfig, RegistryError};
 use crate::transport::layout_dir::{index_entries, LayoutDirSink, LayoutDirSource};
@@ -95,7 +97,9 @@ pub struct ImageResult {
     pub digest: Option<String>,
     /// Bytes transferred (or that would be).
     pub bytes: u64,
-    /// Why it was skipped or failed.
+    /// Why it was skipped or failed; for an image copied with `rewrite_index = "auto"`,
+    /// how its index was written (sparse, or rewritten because the destination refused it)
+    /// and the digest written.
     pub reason: Option<String>,
 }
 
@@ -173,7 +177,9 @@ pub fn client(config: &Config, host: &str) -> Result<Registry, SyncError> {
     let mut cfg = RegistryConfig::new(host);
     if let Some(s) = section {
         if let Some(i) = s.insecure {
+            // Said either way: plain HTTP only, or HTTPS only (no fallback, even on loopback).
             cfg.insecure = i;
+            cfg.http_fallback = false;
         }
         cfg.tls_verify = s.tls_verify;
         cfg.ca_file = s.ca_file.clone();
@@ -742,7 +748,8 @@ async fn copy_image(cx: &Ctx<'_>, t: Todo<'_>) -> ImageResult {
     };
     let copts = CopyOptions {
         platforms: job.platforms.clone(),
-        rewrite_index: job.rewrite_index,
+        rewrite_index: job.rewrite_index == RewriteIndex::Always,
+        rewrite_refused_index: job.rewrite_index == RewriteIndex::Auto,
         referrers: job.referrers,
         dry_run: cx.opts.dry_run,
         ..Default::default()
@@ -796,11 +803,27 @@ async fn copy_image(cx: &Ctx<'_>, t: Todo<'_>) -> ImageResult {
     } else {
         "copied"
     };
+    // With `rewrite_index = "auto"` the report says which way each index went.
+    let how = rep
+        .filtered_index
+        .filter(|_| job.rewrite_index == RewriteIndex::Auto && !cx.opts.dry_run)
+        .map(|f| {
+            format!(
+                "{f}: {}",
+                rep.destination_digest
+                    .as_ref()
+                    .map_or(String::new(), |d| d.to_string())
+            )
+        });
     ImageResult {
         outcome: outcome.into(),
         digest: Some(digest_s),
         bytes: rep.bytes_moved,
-        reason: rep.up_to_date.then(|| "already at the destination".into()),
+        reason: if rep.up_to_date {
+            Some("already at the destination".into())
+        } else {
+            how
+        },
         source,
         destination,
     }

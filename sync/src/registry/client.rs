@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,11 @@ use super::retry::{parse_retry_after, RetryPolicy};
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 10;
 
+/// [`Inner::speaks`]: the registry answered over TLS.
+const SPEAKS_TLS: u8 = 1;
+/// [`Inner::speaks`]: the registry refused the TLS handshake and answers plain HTTP.
+const SPEAKS_PLAIN: u8 = 2;
+
 /// The largest error or token body read into memory.
 const SMALL_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -34,9 +40,15 @@ pub struct RegistryConfig {
     /// `host[:port]`. `docker.io` (and `index.docker.io`) maps to `registry-1.docker.io`
     /// for API calls; credentials are still looked up under the name given.
     pub host: String,
-    /// Plain HTTP instead of HTTPS. [`RegistryConfig::new`] sets it for loopback hosts
-    /// (`127.0.0.0/8`, `localhost`, `[::1]`).
+    /// Plain HTTP only, never HTTPS.
     pub insecure: bool,
+    /// HTTPS first, and plain HTTP when the other end turns out not to speak TLS (it
+    /// answers the TLS handshake with something that is not TLS, or hangs up): what
+    /// containerd and skopeo do for loopback hosts. The scheme found is kept for the
+    /// client's life, so the handshake is tried once. Certificate errors never fall back.
+    /// [`RegistryConfig::new`] sets it for loopback hosts (`127.0.0.0/8`, `localhost`,
+    /// `[::1]`); `[[registry]] insecure = false` clears it.
+    pub http_fallback: bool,
     /// Verify TLS certificates (default true).
     pub tls_verify: bool,
     /// Extra PEM root certificates to trust.
@@ -68,11 +80,13 @@ pub struct RegistryConfig {
 }
 
 impl RegistryConfig {
-    /// Defaults for `host`: HTTPS with verification, except plain HTTP for loopback hosts.
+    /// Defaults for `host`: HTTPS with verification; for loopback hosts, plain HTTP when
+    /// the TLS handshake is refused ([`RegistryConfig::http_fallback`]).
     pub fn new(host: impl Into<String>) -> RegistryConfig {
         let host = host.into();
         RegistryConfig {
-            insecure: is_loopback_host(&host),
+            insecure: false,
+            http_fallback: is_loopback_host(&host),
             host,
             tls_verify: true,
             ca_file: None,
@@ -133,6 +147,9 @@ pub(crate) struct Inner {
     permits: Arc<Semaphore>,
     looked_up: tokio::sync::OnceCell<Option<Credentials>>,
     scheme: Mutex<Option<Scheme>>,
+    /// With `http_fallback`: what the registry was found to speak ([`SPEAKS_TLS`],
+    /// [`SPEAKS_PLAIN`], or 0 before the first answer).
+    speaks: AtomicU8,
     tokens: Mutex<TokenCache>,
     token_fetch: tokio::sync::Mutex<()>,
     limiter: super::limit::RateLimiter,
@@ -378,6 +395,7 @@ impl Registry {
                 permits,
                 looked_up: tokio::sync::OnceCell::new(),
                 scheme: Mutex::new(None),
+                speaks: AtomicU8::new(0),
                 tokens: Mutex::new(TokenCache::default()),
                 token_fetch: tokio::sync::Mutex::new(()),
                 limiter: super::limit::RateLimiter::new(cfg_rps),
@@ -477,8 +495,7 @@ impl Registry {
         loop {
             let authz = self.authorization(&scopes).await?;
             let resp = self.send_redirects(req, authz.as_deref()).await?;
-            if resp.status() != StatusCode::UNAUTHORIZED
-                || !same_origin(&resp.url, &self.inner.base)
+            if resp.status() != StatusCode::UNAUTHORIZED || !same_origin(&resp.url, &self.origin())
             {
                 return Ok(resp);
             }
@@ -640,7 +657,7 @@ impl Registry {
         // or the realm is on loopback.
         if creds.is_some()
             && url.scheme() == "http"
-            && !self.inner.cfg.insecure
+            && self.origin().scheme() != "http"
             && !url.host_str().is_some_and(is_loopback_host)
         {
             return Err(RegistryError::Unauthorized {
@@ -816,18 +833,48 @@ impl Registry {
         }
     }
 
+    /// The registry's own origin as requests reach it: the configured base, or its plain
+    /// HTTP form once a host allowed to fall back has refused TLS.
+    fn origin(&self) -> Url {
+        self.on_origin(&self.inner.base)
+    }
+
+    /// `url` as sent: request URLs are built from the configured base, and go over plain
+    /// HTTP once the registry has refused TLS.
+    fn on_origin(&self, url: &Url) -> Url {
+        let mut u = url.clone();
+        if self.inner.speaks.load(Ordering::Relaxed) == SPEAKS_PLAIN
+            && same_origin(url, &self.inner.base)
+        {
+            // http and https are both special schemes: switching between them cannot fail.
+            let _ = u.set_scheme("http");
+        }
+        u
+    }
+
+    /// Whether a failure of a request to `url` may be the registry not speaking TLS.
+    fn may_fall_back(&self, url: &Url) -> bool {
+        let cfg = &self.inner.cfg;
+        cfg.http_fallback
+            && !cfg.insecure
+            && url.scheme() == "https"
+            && self.inner.speaks.load(Ordering::Relaxed) != SPEAKS_TLS
+            && same_origin(url, &self.inner.base)
+    }
+
     /// Send, following redirects by hand; Authorization only to the registry itself.
     async fn send_redirects(&self, req: &Req, authz: Option<&str>) -> Result<Resp, RegistryError> {
-        let mut url = req.url.clone();
+        let mut url = self.on_origin(&req.url);
         let mut method = req.method.clone();
         let mut body = req.body.clone();
-        for _ in 0..=MAX_REDIRECTS {
+        let mut redirects = 0;
+        loop {
             let mut rb = self
                 .inner
                 .http
                 .request(method.clone(), url.clone())
                 .headers(req.headers.clone());
-            let same = same_origin(&url, &self.inner.base);
+            let same = same_origin(&url, &self.origin());
             if same {
                 if let Some(a) = authz {
                     let mut v =
@@ -847,9 +894,27 @@ impl Registry {
             }
             let permit = self.acquire().await?;
             tracing::debug!(method = %method, url = %redact(&url), auth = same && authz.is_some(), "registry request");
-            let resp = self
+            let resp = match self
                 .await_response(&method, &url, body_len, rb.send())
-                .await?;
+                .await
+            {
+                Err(RegistryError::Transport { source, .. })
+                    if self.may_fall_back(&url) && peer_is_not_tls(&source) =>
+                {
+                    tracing::info!(
+                        host = %self.inner.cfg.host,
+                        "the registry does not speak TLS ({source}); using plain HTTP, as for \
+                         every loopback registry that refuses HTTPS"
+                    );
+                    self.inner.speaks.store(SPEAKS_PLAIN, Ordering::Relaxed);
+                    url = self.on_origin(&url);
+                    continue;
+                }
+                r => r?,
+            };
+            if url.scheme() == "https" && same_origin(&url, &self.inner.base) {
+                self.inner.speaks.store(SPEAKS_TLS, Ordering::Relaxed);
+            }
             let status = resp.status();
             let location = resp
                 .headers()
@@ -858,7 +923,14 @@ impl Registry {
                 .map(str::to_string);
             let is_redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
             match (is_redirect, location) {
+                (true, Some(_)) if redirects == MAX_REDIRECTS => {
+                    return Err(RegistryError::TooManyRedirects {
+                        url: redact(&req.url),
+                        limit: MAX_REDIRECTS,
+                    })
+                }
                 (true, Some(loc)) => {
+                    redirects += 1;
                     let next = url.join(&loc).map_err(|e| RegistryError::BadResponse {
                         url: redact(&url),
                         detail: format!("redirect to unparsable Location: {e}"),
@@ -888,10 +960,6 @@ impl Registry {
                 }
             }
         }
-        Err(RegistryError::TooManyRedirects {
-            url: redact(&req.url),
-            limit: MAX_REDIRECTS,
-        })
     }
 
     /// Send and read a small body fully, retrying the whole request when the body breaks
@@ -925,6 +993,38 @@ impl Registry {
             }
         }
     }
+}
+
+/// Whether a connection failed because the other end does not speak TLS: it answered the
+/// ClientHello with bytes that are not a TLS record (a plain HTTP server's `400 Bad
+/// Request`), or hung up on it. A certificate that does not verify, or a refused
+/// connection, is not that.
+fn peer_is_not_tls(e: &reqwest::Error) -> bool {
+    if !e.is_connect() {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return matches!(t, rustls::Error::InvalidMessage(_));
+        }
+        cur = match err.downcast_ref::<std::io::Error>() {
+            Some(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return true
+            }
+            // An io::Error's `source` skips the error it wraps: look at that one itself.
+            Some(io) => io
+                .get_ref()
+                .map(|i| i as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
 }
 
 /// Why a 401 is final, for the error message.
@@ -985,15 +1085,22 @@ mod tests {
         for h in ["example.com", "10.0.0.1:5000", "docker.io", "[::2]:1"] {
             assert!(!is_loopback_host(h), "{h}");
         }
-        assert!(RegistryConfig::new("127.0.0.1:5000").insecure);
-        assert!(!RegistryConfig::new("quay.io").insecure);
+        let local = RegistryConfig::new("127.0.0.1:5000");
+        assert!(!local.insecure && local.http_fallback);
+        let remote = RegistryConfig::new("quay.io");
+        assert!(!remote.insecure && !remote.http_fallback);
     }
 
     #[test]
     fn docker_hub_api_host() {
         let r = Registry::new(RegistryConfig::new("docker.io")).unwrap();
         assert_eq!(r.inner.base.as_str(), "https://registry-1.docker.io/");
+        // Loopback: HTTPS first (plain HTTP only once the TLS handshake is refused).
         let r = Registry::new(RegistryConfig::new("127.0.0.1:5000")).unwrap();
+        assert_eq!(r.inner.base.as_str(), "https://127.0.0.1:5000/");
+        let mut plain = RegistryConfig::new("127.0.0.1:5000");
+        plain.insecure = true;
+        let r = Registry::new(plain).unwrap();
         assert_eq!(r.inner.base.as_str(), "http://127.0.0.1:5000/");
         for bad in ["", "a/b", "user@host", "h?x"] {
             assert!(Registry::new(RegistryConfig::new(bad)).is_err(), "{bad}");

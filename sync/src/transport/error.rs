@@ -54,6 +54,26 @@ pub enum TransportError {
         #[source]
         source: Box<TransportError>,
     },
+    /// The destination refused a platform-filtered (sparse) index because the entries left
+    /// out are not there: distribution before 3.0, and so Harbor and most on-premises
+    /// registries, check every entry of a pushed index.
+    #[error(
+        "{destination} refused the index {digest}: it requires every platform an index lists \
+         to be present, and only the chosen ones were copied (registries built on distribution \
+         before 3.0, such as Harbor, check this). Copy with --rewrite-index (in a sync job: \
+         rewrite_index = true, or \"auto\" to rewrite only where refused) to write an index \
+         of the chosen platforms only (a new digest), or copy all platforms. The registry \
+         said: {refusal}"
+    )]
+    SparseIndexRefused {
+        /// The destination.
+        destination: String,
+        /// The sparse index.
+        digest: sealift_store::Digest,
+        /// The registry's answer, shown in the message (not as a source, which would print
+        /// it twice).
+        refusal: Box<TransportError>,
+    },
     /// A background task died.
     #[error("internal task failed: {0}")]
     Join(String),
