@@ -870,8 +870,8 @@ fn put_blob(
 }
 
 fn too_deep(image: &str, root: &Digest, at: Digest, depth: usize) -> LayoutError {
-    LayoutError::Image {
-        image: image.to_string(),
+    LayoutError::Blob {
+        entry: format!("image {image}"),
         source: sealift_store::Error::TooDeep {
             root: root.clone(),
             at,
