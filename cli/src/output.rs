@@ -129,6 +129,24 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+/// An error and its causes, `: `-separated, each cause once: library errors print their
+/// source in their own message too, so `{:#}` said every cause twice ("… over the 4 MiB
+/// limit: … over the 4 MiB limit").
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,22 +185,4 @@ mod tests {
             "application/x-custom"
         );
     }
-}
-
-/// An error and its causes, `: `-separated, each cause once: library errors print their
-/// source in their own message too, so `{:#}` said every cause twice ("… over the 4 MiB
-/// limit: … over the 4 MiB limit").
-pub fn error_message(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
 }
