@@ -56,10 +56,11 @@ pub enum LayoutError {
         /// Who declares it: index.json or `manifest <digest>`.
         by: String,
     },
-    /// A blob entry or file failed verification.
+    /// A blob entry or file failed verification, or an image was refused as a whole (its
+    /// graph nests too deep).
     #[error("{entry}: {source}")]
     Blob {
-        /// The tar entry or file.
+        /// The tar entry or file, or `image <ref name or digest>`.
         entry: String,
         /// The store's verdict.
         #[source]
@@ -88,15 +89,6 @@ pub enum LayoutError {
         media_type: String,
         /// Which manifest (or index.json) names it.
         needed_by: String,
-    },
-    /// An image of the layout was refused as a whole (its graph nests too deep).
-    #[error("image {image}: {source}")]
-    Image {
-        /// Its ref name, or digest when it has none.
-        image: String,
-        /// Why.
-        #[source]
-        source: Box<sealift_store::Error>,
     },
     /// An index.json entry needs a name and none was given.
     #[error("{0}")]

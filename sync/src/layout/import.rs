@@ -870,14 +870,13 @@ fn put_blob(
 }
 
 fn too_deep(image: &str, root: &Digest, at: Digest, depth: usize) -> LayoutError {
-    LayoutError::Image {
-        image: image.to_string(),
-        // Boxed: the store error is large, and every layout result would carry its size.
-        source: Box::new(sealift_store::Error::TooDeep {
+    LayoutError::Blob {
+        entry: format!("image {image}"),
+        source: sealift_store::Error::TooDeep {
             root: root.clone(),
             at,
             depth,
-        }),
+        },
     }
 }
 
