@@ -1,7 +1,7 @@
 #!/bin/bash
 # How long an authorised skopeo pull from `sealift serve --htpasswd` takes, alone and
 # while 64 clients (each from its own loopback address) guess passwords as fast as they
-# can (issue 9, item 6). Usage: serve/benches/auth-load.sh [path/to/sealift]
+# can (issue 9, item 6). Usage: benches/auth-load.sh [path/to/sealift]
 set -eu
 BIN=${1:-target/debug/sealift}
 T=$(mktemp -d)
