@@ -841,7 +841,7 @@ impl Registry {
 
     /// `url` as sent: request URLs are built from the configured base, and go over plain
     /// HTTP once the registry has refused TLS.
-    fn on_origin(&self, url: &Url) -> Url {
+    pub(crate) fn on_origin(&self, url: &Url) -> Url {
         let mut u = url.clone();
         if self.inner.speaks.load(Ordering::Relaxed) == SPEAKS_PLAIN
             && same_origin(url, &self.inner.base)

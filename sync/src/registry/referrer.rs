@@ -130,7 +130,11 @@ impl Registry {
                     detail: format!("more than {MAX_REFERRERS} referrers; not listing them all"),
                 });
             }
-            match next_page(&first, &meta.url, meta.header(LINK), &mut seen)? {
+            // Pages go over plain HTTP once a loopback registry has refused TLS (known only
+            // after the first request), so the origin is the one requests actually reach.
+            let origin = self.on_origin(&first);
+            seen.insert(self.on_origin(&url).to_string());
+            match next_page(&origin, &meta.url, meta.header(LINK), &mut seen)? {
                 Some(next) => url = next,
                 None => return Ok(out),
             }
