@@ -713,41 +713,10 @@ async fn skopeo_pull_shared(s: &Served, name: &str, extra: &[&str]) -> std::path
     out
 }
 
-fn openssl_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ],
-    );
-    (cert, key)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_over_tls() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = openssl_cert(tmp.path());
+    let (cert, key) = sealift_testkit::self_signed_cert(tmp.path());
     let htpasswd = tmp.path().join("htpasswd");
     let hash = bcrypt::hash("pw-of-alice", 4).unwrap();
     std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
@@ -1526,7 +1495,7 @@ async fn two_thousand_idle_connections_do_not_stop_a_pull() {
     use tokio::io::AsyncWriteExt as _;
     const EACH: usize = 2000 / 3 + 1;
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = openssl_cert(tmp.path());
+    let (cert, key) = sealift_testkit::self_signed_cert(tmp.path());
     let s = Served::start(ServeOptions {
         tls_cert: Some(cert.clone()),
         tls_key: Some(key),

@@ -66,6 +66,44 @@ pub fn require_tool(name: &str) -> PathBuf {
     })
 }
 
+/// A self-signed certificate and key for `127.0.0.1` (EC P-256, server auth, 2 days), made by
+/// the `openssl` CLI in `dir`: `(cert.pem, key.pem)`. For servers under test that speak TLS.
+pub fn self_signed_cert(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new(require_tool("openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap_or_else(|e| panic!("running openssl req: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
 /// `name` resolved against `PATH` (or as given, if it contains a `/`), if it is a file.
 pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
     if name.contains('/') {

@@ -2,9 +2,8 @@
 //! 7–10): a BuildKit attestation under `verify --full`, a registry that refuses sparse
 //! indexes (distribution 2.8), TLS on a loopback address, completions and man pages.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 
 use sealift_fixtures::{
     buildkit_image, gzip, layer_tar, sha256_digest, AttestationDiffIds, Blob, Layout,
@@ -258,38 +257,6 @@ list = ["multi"]
     );
 }
 
-/// A self-signed certificate for 127.0.0.1, made by openssl.
-fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    tool_ok(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ],
-    );
-    (cert, key)
-}
-
 /// `sealift serve` on `127.0.0.1:0` with `extra` arguments; its address and scheme.
 struct Served {
     child: Child,
@@ -299,19 +266,10 @@ struct Served {
 
 impl Served {
     fn start(env: &Env, extra: &[&str]) -> Served {
-        let mut child = env
-            .cmd()
-            .args(["--json", "serve", "--addr", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting sealift serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v = json_out(&line);
+        let mut cmd = env.cmd();
+        cmd.args(["--json", "serve", "--addr", "127.0.0.1:0"])
+            .args(extra);
+        let (child, v) = super::serve::start_serve(cmd);
         Served {
             child,
             addr: v["address"].as_str().unwrap().to_string(),
@@ -336,7 +294,7 @@ fn loopback_registries_over_tls_and_plain_http() {
     let env = Env::new();
     let (dir, layout) = corpus_dir(&env);
     env.ok(&["import", dir.to_str().unwrap(), "--tag", "corpus:latest"]);
-    let (cert, key) = openssl_cert(env.dir.path());
+    let (cert, key) = sealift_testkit::self_signed_cert(env.dir.path());
     let zstd = ref_digest(&layout, "zstd");
     let tls = Served::start(
         &env,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::util::*;
 
 /// Spawn `sealift … --json serve …` and read the line it prints once listening.
-fn start_serve(mut cmd: Command) -> (std::process::Child, serde_json::Value) {
+pub(crate) fn start_serve(mut cmd: Command) -> (std::process::Child, serde_json::Value) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
