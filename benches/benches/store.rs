@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use sealift_fixtures::{gzip, image, index, layer_tar, ImageSpec, LayerKind, Layout, PseudoRandom};
-use sealift_store::diffid::diff_id;
-use sealift_store::media_type::{Compression, OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST};
-use sealift_store::{Digest, ManifestOptions, ManifestView, Repo, Store, Tag};
+use sealift_oci::diffid::diff_id;
+use sealift_oci::media_type::{Compression, OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST};
+use sealift_oci::{Digest, ManifestView, Repo, Tag};
+use sealift_store::{ManifestOptions, Store};
 
 const MIB: usize = 1024 * 1024;
 

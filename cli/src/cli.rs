@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use sealift_store::{Platform, Repo, StoreRef, Tag};
+use sealift_oci::{Platform, Repo, StoreRef, Tag};
 
 /// Keep container images in an embedded content-addressed store and move them between
 /// registries, OCI layouts and tarballs.
@@ -138,10 +138,10 @@ pub enum ManifestFormat {
 pub struct CopyArgs {
     /// Source: docker://HOST/REPO:TAG (or HOST/REPO:TAG), oci:DIR[:REF], oci-archive:FILE[:REF], store:REPO:TAG
     #[arg(value_name = "SRC")]
-    pub source: sealift_sync::location::Location,
+    pub source: sealift_copy::location::Location,
     /// Destination, in the same forms
     #[arg(value_name = "DST")]
-    pub destination: sealift_sync::location::Location,
+    pub destination: sealift_copy::location::Location,
     #[command(flatten)]
     pub flags: CopyFlags,
 }
@@ -151,7 +151,7 @@ pub struct CopyArgs {
 pub struct PullArgs {
     /// Registry image: HOST/REPO:TAG or HOST/REPO@sha256:…
     #[arg(value_name = "REF")]
-    pub reference: sealift_sync::location::Location,
+    pub reference: sealift_copy::location::Location,
     #[command(flatten)]
     pub flags: CopyFlags,
 }
@@ -164,7 +164,7 @@ pub struct PushArgs {
     pub source: StoreRef,
     /// Destination: docker://HOST/REPO:TAG, oci:DIR[:REF], oci-archive:FILE[:REF]
     #[arg(value_name = "DST")]
-    pub destination: sealift_sync::location::Location,
+    pub destination: sealift_copy::location::Location,
     #[command(flatten)]
     pub flags: CopyFlags,
 }
@@ -256,7 +256,7 @@ pub struct ExportArgs {
     /// Images to export: repo:tag, repo@sha256:…, or a pattern over the store's tags
     /// (apps/*:v1.*, repo:*, apps/** — a pattern without :TAG takes every tag)
     #[arg(value_name = "SELECTOR", required = true)]
-    pub references: Vec<sealift_sync::layout::Selector>,
+    pub references: Vec<sealift_layout::Selector>,
 
     /// Also export each image's referrers (SBOMs, signatures)
     #[arg(long)]
@@ -392,7 +392,7 @@ mod tests {
     fn tag_refs() {
         let t: TagRef = "sample/hello:1.0".parse().unwrap();
         assert_eq!(t.to_string(), "sample/hello:1.0");
-        let d = sealift_store::Digest::sha256(b"x");
+        let d = sealift_oci::Digest::sha256(b"x");
         assert!(format!("sample/hello@{d}").parse::<TagRef>().is_err());
         assert!("Bad:1".parse::<TagRef>().is_err());
     }

@@ -5,8 +5,8 @@
 
 use std::io::{self, Write};
 
-use sealift_store::media_type as mt;
-use sealift_store::Digest;
+use sealift_oci::media_type as mt;
+use sealift_oci::Digest;
 use serde::Serialize;
 
 /// A table of left-aligned text columns separated by three spaces, as `docker images` prints.

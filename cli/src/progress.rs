@@ -74,7 +74,7 @@ pub fn byte_callback(bar: &ProgressBar) -> ByteCallback {
 
 /// One bar per blob under an overall bar: a transfer of many layers shows which are moving.
 /// Bars appear on a blob's first bytes and vanish when it is done.
-pub fn per_blob(overall: &ProgressBar) -> sealift_sync::copy::BlobProgress {
+pub fn per_blob(overall: &ProgressBar) -> sealift_copy::copy::BlobProgress {
     use std::collections::HashMap;
     use std::sync::Mutex;
     let multi = indicatif::MultiProgress::new();

@@ -8,8 +8,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 use sealift_fixtures::{attestation, image, index, layer_tar, ImageSpec, LayerKind, Layout};
-use sealift_store::media_type as mt;
-use sealift_store::{Digest, ManifestOptions, Store};
+use sealift_oci::media_type as mt;
+use sealift_oci::Digest;
+use sealift_store::{ManifestOptions, Store};
 use serde_json::Value;
 
 const MULTI: &str = "sample/hello:1.0";
@@ -308,7 +309,7 @@ fn inspect_shows_diff_ids_chain_ids_and_image_id() {
     for d in &f.amd64_diff_ids {
         assert!(text.contains(&d.to_string()), "DiffID {d} in\n{text}");
     }
-    let chain = sealift_store::diffid::chain_ids(&f.amd64_diff_ids);
+    let chain = sealift_oci::diffid::chain_ids(&f.amd64_diff_ids);
     assert!(text.contains(&chain[1].to_string()), "{text}");
     assert!(text.contains("linux/arm64/v8"), "{text}");
 

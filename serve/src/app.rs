@@ -9,7 +9,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use sealift_store::{Repo, Store};
+use sealift_oci::Repo;
+use sealift_store::Store;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -201,14 +202,14 @@ pub fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
 }
 
 /// The `ETag` of a digest.
-pub fn etag(d: &sealift_store::Digest) -> HeaderValue {
+pub fn etag(d: &sealift_oci::Digest) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{d}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 /// `Docker-Content-Digest` and `ETag` for content named by `d`.
 pub fn with_digest(
     b: axum::http::response::Builder,
-    d: &sealift_store::Digest,
+    d: &sealift_oci::Digest,
 ) -> axum::http::response::Builder {
     b.header("docker-content-digest", d.to_string())
         .header(header::ETAG, etag(d))

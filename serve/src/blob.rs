@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use sealift_store::{Digest, Repo};
+use sealift_oci::{Digest, Repo};
 
 use crate::app::{etag, not_modified, with_digest, State};
 use crate::error::{ApiError, Code};

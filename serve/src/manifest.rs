@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use sealift_store::manifest::MAX_MANIFEST_SIZE;
-use sealift_store::{Digest, Repo, StoreRef};
+use sealift_oci::manifest::MAX_MANIFEST_SIZE;
+use sealift_oci::{Digest, Repo, StoreRef};
 
 use crate::accept;
 use crate::app::{etag, not_modified, with_digest, State};

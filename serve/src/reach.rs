@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
+use sealift_oci::{Digest, Repo};
 use sealift_store::watch::ReachWatch;
-use sealift_store::{Digest, Repo, Store};
+use sealift_store::Store;
 
 /// Repositories kept; past this the cache is emptied (it rebuilds on demand).
 const MAX_REPOS: usize = 4096;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use sealift_store::media_type as mt;
-use sealift_store::{Descriptor, Digest, Repo};
+use sealift_oci::media_type as mt;
+use sealift_oci::{Descriptor, Digest, Repo};
 
 use crate::app::State;
 use crate::error::ApiError;

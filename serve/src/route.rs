@@ -7,7 +7,7 @@
 //! names a file: only parsed digests ever select blob files.
 
 use axum::http::StatusCode;
-use sealift_store::{Digest, Repo, Tag};
+use sealift_oci::{Digest, Repo, Tag};
 
 use crate::error::{ApiError, Code};
 
@@ -48,14 +48,13 @@ fn repo(segments: &[&str]) -> Result<Repo, ApiError> {
             "the repository name is empty",
         ));
     }
-    name.parse()
-        .map_err(|e: sealift_store::reference::RefError| {
-            ApiError::new(StatusCode::BAD_REQUEST, Code::NameInvalid, e.to_string())
-        })
+    name.parse().map_err(|e: sealift_oci::reference::RefError| {
+        ApiError::new(StatusCode::BAD_REQUEST, Code::NameInvalid, e.to_string())
+    })
 }
 
 fn digest(s: &str) -> Result<Digest, ApiError> {
-    s.parse().map_err(|e: sealift_store::digest::DigestError| {
+    s.parse().map_err(|e: sealift_oci::digest::DigestError| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             Code::DigestInvalid,
@@ -70,7 +69,7 @@ fn reference(s: &str) -> Result<Reference, ApiError> {
     }
     s.parse()
         .map(Reference::Tag)
-        .map_err(|e: sealift_store::reference::RefError| {
+        .map_err(|e: sealift_oci::reference::RefError| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 Code::ManifestInvalid,

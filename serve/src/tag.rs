@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sealift_store::Repo;
+use sealift_oci::Repo;
 
 use crate::app::State;
 use crate::error::{ApiError, Code};

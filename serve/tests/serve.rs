@@ -8,14 +8,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sealift_copy::copy::{copy, CopyOptions};
+use sealift_copy::location::Location;
+use sealift_copy::transport::{open_sink, open_source, OpenOptions};
 use sealift_fixtures::{Layout, CORPUS_REFS};
+use sealift_layout::{import_path, ImportOptions};
+use sealift_oci::{Digest, Repo, Tag};
+use sealift_registry::{AuthEnv, Registry, RegistryConfig};
 use sealift_serve::{ServeError, ServeOptions, ServeStats};
-use sealift_store::{Digest, Repo, Store, Tag};
-use sealift_sync::copy::{copy, CopyOptions};
-use sealift_sync::layout::{import_path, ImportOptions};
-use sealift_sync::location::Location;
-use sealift_sync::registry::{AuthEnv, Registry, RegistryConfig};
-use sealift_sync::transport::{open_sink, open_source, OpenOptions};
+use sealift_store::Store;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -99,9 +100,9 @@ impl Served {
     }
 
     /// The first layer of image `name`.
-    fn first_layer(&self, name: &str) -> sealift_store::Descriptor {
+    fn first_layer(&self, name: &str) -> sealift_oci::Descriptor {
         let d = self.digest(name);
-        sealift_store::ManifestView::parse(self.bytes(&d), None)
+        sealift_oci::ManifestView::parse(self.bytes(&d), None)
             .unwrap()
             .layers[0]
             .clone()
@@ -279,7 +280,7 @@ async fn sealift_pulls_every_image_and_its_referrers() {
     assert_eq!(sbom.artifact_type.as_deref(), Some("application/spdx+json"));
     let sbom_bytes = s.bytes(&sbom.digest);
     assert_eq!(sbom.size, sbom_bytes.len() as u64);
-    let sbom_view = sealift_store::ManifestView::parse(sbom_bytes, None).unwrap();
+    let sbom_view = sealift_oci::ManifestView::parse(sbom_bytes, None).unwrap();
     assert_eq!(sbom.annotations, sbom_view.annotations);
     assert_eq!(sbom_view.subject.unwrap().digest, zstd);
     let none = client
@@ -315,7 +316,7 @@ async fn sealift_pulls_every_image_and_its_referrers() {
         assert_eq!(report.destination_digest.as_ref(), Some(&s.digest(name)));
         let tag: Tag = name.parse().unwrap();
         let got = other
-            .resolve(&sealift_store::StoreRef::tagged(
+            .resolve(&sealift_oci::StoreRef::tagged(
                 "copied".parse().unwrap(),
                 tag,
             ))
@@ -880,7 +881,7 @@ async fn graceful_shutdown_finishes_a_download_in_flight() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // …and the download in flight completes, verified.
-    let mut hasher = sealift_store::digest::Hasher::new(layer.digest.algorithm());
+    let mut hasher = sealift_oci::digest::Hasher::new(layer.digest.algorithm());
     hasher.update(&first);
     let mut n = first.len() as u64;
     while let Some(chunk) = r.chunk().await.unwrap() {
@@ -1416,7 +1417,7 @@ async fn password_guessing_is_throttled_and_a_pull_goes_on() {
     let bytes = r.bytes().await.unwrap();
     assert_eq!(Digest::sha256(&bytes), zstd);
     pulled += 1;
-    let view = sealift_store::ManifestView::parse(&bytes, None).unwrap();
+    let view = sealift_oci::ManifestView::parse(&bytes, None).unwrap();
     for d in std::iter::once(view.config.clone().unwrap()).chain(view.layers) {
         let r = c
             .get(format!("http://{addr}/v2/corpus/blobs/{}", d.digest))
@@ -1538,7 +1539,7 @@ async fn two_thousand_idle_connections_do_not_stop_a_pull() {
     let want = s.digest("shared");
     let manifest = std::fs::read(out.join("blobs/sha256").join(want.hex())).unwrap();
     assert_eq!(manifest, s.bytes(&want));
-    let view = sealift_store::ManifestView::parse(&manifest, None).unwrap();
+    let view = sealift_oci::ManifestView::parse(&manifest, None).unwrap();
     for d in view.layers {
         let bytes = std::fs::read(out.join("blobs/sha256").join(d.digest.hex())).unwrap();
         assert_eq!(Digest::sha256(&bytes), d.digest);

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::digest::Digest;
 use crate::error::Result;
 use crate::store::Store;
+use sealift_oci::digest::Digest;
 
 /// Usage of one repository.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -89,7 +89,7 @@ impl Store {
         report.repos = repos.into_values().map(|(u, _)| u).collect();
         let mut shared: Vec<SharedBlob> = uses
             .into_iter()
-            .filter(|(_, (n, _, m))| *n > 1 && !crate::media_type::is_manifest(m))
+            .filter(|(_, (n, _, m))| *n > 1 && !sealift_oci::media_type::is_manifest(m))
             .map(|(digest, (images, size, media_type))| SharedBlob {
                 digest,
                 size,

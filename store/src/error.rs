@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::digest::Digest;
+use sealift_oci::digest::Digest;
 
 /// Errors from store operations.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ pub enum Error {
         digest: Digest,
         /// Why.
         #[source]
-        source: crate::manifest::ManifestError,
+        source: sealift_oci::manifest::ManifestError,
     },
     /// A manifest names a required child the store does not have.
     #[error(
@@ -115,10 +115,10 @@ pub enum Error {
         /// Size in the store.
         actual: u64,
     },
-    /// A manifest graph nests deeper than [`crate::manifest::MAX_DEPTH`].
+    /// A manifest graph nests deeper than [`sealift_oci::manifest::MAX_DEPTH`].
     #[error(
         "the manifest graph of {root} nests more than {} manifests deep ({at} is at depth {depth}); refusing it (real images nest 2 or 3)",
-        crate::manifest::MAX_DEPTH
+        sealift_oci::manifest::MAX_DEPTH
     )]
     TooDeep {
         /// The graph's root.
@@ -136,7 +136,7 @@ pub enum Error {
     UnknownRef(String),
     /// A reference string was malformed.
     #[error(transparent)]
-    Ref(#[from] crate::reference::RefError),
+    Ref(#[from] sealift_oci::reference::RefError),
     /// The lease used has expired or was released.
     #[error("lease {0} is no longer active")]
     LeaseGone(u64),

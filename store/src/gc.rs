@@ -15,10 +15,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::time::Duration;
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::record::{self, now, BlobRecord, IngestRecord, LeaseRecord};
 use crate::store::{Lease, Store};
+use sealift_oci::digest::Digest;
 
 /// How GC behaves.
 #[derive(Clone, Debug)]

@@ -6,7 +6,8 @@
 //! GC collects what no tag, pin, lease or live subject reaches. See ARCHITECTURE.md.
 //!
 //! ```
-//! use sealift_store::{Digest, Store};
+//! use sealift_oci::Digest;
+//! use sealift_store::Store;
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = Store::open(dir.path()).unwrap();
 //! let lease = store.lease("example", None).unwrap();
@@ -16,28 +17,18 @@
 //! assert_eq!(store.read_small(&d, 1024).unwrap(), bytes);
 //! ```
 
-pub mod diffid;
-pub mod digest;
 pub mod du;
 pub mod error;
 pub mod fault;
 pub mod gc;
 pub mod lock;
-pub mod manifest;
-pub mod media_type;
-pub mod platform;
 pub mod record;
-pub mod reference;
 pub mod state;
 pub mod store;
 pub mod verify;
 pub mod watch;
 
-pub use digest::{Algorithm, Digest};
 pub use error::{Error, Result};
-pub use manifest::{Descriptor, ManifestKind, ManifestView};
-pub use platform::Platform;
-pub use reference::{Repo, StoreRef, Tag};
 pub use store::{
     default_store_path, Lease, LeaseGuard, ManifestOptions, PutOutcome, Store, TagEntry,
 };

@@ -9,12 +9,12 @@ use std::time::Duration;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
-use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::lock::StoreLock;
-use crate::manifest::{ManifestView, Role, MAX_MANIFEST_SIZE};
 use crate::record::{self, now, BlobRecord, EdgeRecord, IngestRecord, LeaseRecord, TagRecord};
-use crate::reference::{Repo, StoreRef, Tag};
+use sealift_oci::digest::{Digest, Hasher};
+use sealift_oci::manifest::{ManifestView, Role, MAX_MANIFEST_SIZE};
+use sealift_oci::reference::{Repo, StoreRef, Tag};
 
 /// Version of the on-disk layout (directories and trees). Written to `VERSION`.
 pub const FORMAT_VERSION: u32 = 1;
@@ -780,7 +780,7 @@ impl Store {
         let alg = opts
             .expected
             .map(|d| d.algorithm())
-            .unwrap_or(crate::digest::Algorithm::Sha256);
+            .unwrap_or(sealift_oci::digest::Algorithm::Sha256);
         let digest = Digest::of(alg, bytes);
         if let Some(e) = opts.expected {
             if e != &digest {
@@ -793,7 +793,7 @@ impl Store {
         if bytes.len() > MAX_MANIFEST_SIZE {
             return Err(Error::Manifest {
                 digest,
-                source: crate::manifest::ManifestError::TooLarge(bytes.len()),
+                source: sealift_oci::manifest::ManifestError::TooLarge(bytes.len()),
             });
         }
         let view =
@@ -897,7 +897,7 @@ impl Store {
 
     /// Every digest reachable from `root` through recorded edges (root first), with the
     /// required children that are absent as (parent, child) pairs. A graph nesting manifests
-    /// deeper than [`MAX_DEPTH`](crate::manifest::MAX_DEPTH) is [`Error::TooDeep`], so
+    /// deeper than [`MAX_DEPTH`](sealift_oci::manifest::MAX_DEPTH) is [`Error::TooDeep`], so
     /// `set_tag` never names one.
     pub fn walk(&self, root: &Digest) -> Result<Graph> {
         let mut seen = std::collections::HashSet::new();
@@ -916,7 +916,7 @@ impl Store {
                 continue;
             };
             if rec.manifest {
-                if depth > crate::manifest::MAX_DEPTH {
+                if depth > sealift_oci::manifest::MAX_DEPTH {
                     return Err(Error::TooDeep {
                         root: root.clone(),
                         at: d,
@@ -1085,7 +1085,7 @@ impl Store {
     /// Whether a manifest is an index (by its recorded media type).
     pub fn is_index(&self, d: &Digest) -> Result<bool> {
         Ok(self.record(d)?.is_some_and(|r| {
-            crate::media_type::kind(&r.media_type) == crate::media_type::Kind::Index
+            sealift_oci::media_type::kind(&r.media_type) == sealift_oci::media_type::Kind::Index
         }))
     }
 

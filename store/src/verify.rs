@@ -5,13 +5,13 @@ use std::fmt;
 use std::fs;
 use std::io::Read;
 
-use crate::diffid::diff_id;
-use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
-use crate::manifest::ManifestKind;
-use crate::media_type::{self as mt, layer_compression};
 use crate::record::BlobRecord;
 use crate::store::Store;
+use sealift_oci::diffid::diff_id;
+use sealift_oci::digest::{Digest, Hasher};
+use sealift_oci::manifest::ManifestKind;
+use sealift_oci::media_type::{self as mt, layer_compression};
 
 /// What to check.
 #[derive(Clone, Copy, Debug, Default)]
@@ -343,7 +343,7 @@ impl Store {
         }
         let cfg = self.read_small(
             &config.digest,
-            crate::manifest::MAX_MANIFEST_SIZE as u64 * 4,
+            sealift_oci::manifest::MAX_MANIFEST_SIZE as u64 * 4,
         )?;
         let diff_ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(&cfg)
             .ok()

@@ -73,7 +73,7 @@ impl Future for Changed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Digest;
+    use sealift_oci::Digest;
 
     #[test]
     fn changes_made_are_pending_at_once() {

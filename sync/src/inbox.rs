@@ -16,10 +16,11 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use sealift_store::{Digest, Store};
+use sealift_oci::Digest;
+use sealift_store::Store;
 use serde::Serialize;
 
-use crate::layout::{import_path, ImportOptions, LayoutError};
+use sealift_layout::{import_path, ImportOptions, LayoutError};
 
 /// Where the inbox remembers what it imported: the store's sled in the daemon.
 pub trait Ledger {
@@ -259,7 +260,7 @@ fn is_candidate(name: &str) -> bool {
 
 fn file_digest(path: &Path) -> io::Result<Digest> {
     let mut file = File::open(path)?;
-    let mut hasher = sealift_store::digest::Hasher::new(sealift_store::Algorithm::Sha256);
+    let mut hasher = sealift_oci::digest::Hasher::new(sealift_oci::Algorithm::Sha256);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf)?;

@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use common::{cp, digest_of};
 use jsonschema::{Draft, JSONSchema};
+use sealift_copy::convert::{Convert, Format};
+use sealift_copy::copy::CopyOptions;
 use sealift_fixtures::{corpus, gzip, layer_tar, Blob, Layout};
-use sealift_store::diffid::diff_id;
-use sealift_store::media_type::{self as mt, Compression};
+use sealift_oci::diffid::diff_id;
+use sealift_oci::media_type::{self as mt, Compression};
+use sealift_oci::{Digest, ManifestView, StoreRef};
 use sealift_store::verify::VerifyOptions;
-use sealift_store::{Digest, ManifestView, Store, StoreRef};
-use sealift_sync::convert::{Convert, Format};
-use sealift_sync::copy::CopyOptions;
+use sealift_store::Store;
 use sealift_testkit::Registry;
 use serde_json::{json, Value};
 

@@ -5,9 +5,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{cp, digest_of};
+use sealift_copy::copy::CopyOptions;
 use sealift_fixtures::corpus;
-use sealift_store::{Digest, Platform, Store, StoreRef};
-use sealift_sync::copy::CopyOptions;
+use sealift_oci::{Digest, Platform, StoreRef};
+use sealift_store::Store;
 use sealift_testkit::{Fault, FaultProxy, Registry};
 
 fn skopeo_raw(reference: &str) -> Vec<u8> {
@@ -236,12 +237,11 @@ async fn referrers_come_along_on_request() {
     .unwrap();
     assert_eq!(r.referrers, 1, "{r:?}");
     // distribution 2.8 has no referrers API: the fallback tag lists the SBOM.
-    let listed =
-        sealift_sync::registry::Registry::new(sealift_sync::registry::RegistryConfig::new(&h))
-            .unwrap()
-            .referrers("app/zstd", &zstd, None)
-            .await
-            .unwrap();
+    let listed = sealift_registry::Registry::new(sealift_registry::RegistryConfig::new(&h))
+        .unwrap()
+        .referrers("app/zstd", &zstd, None)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
         listed[0].artifact_type.as_deref(),
@@ -518,7 +518,7 @@ async fn a_deep_index_chain_is_refused_before_thousands_of_fetches() {
             .filter(|r| r.path.contains("/manifests/"))
             .count();
         assert!(
-            fetched <= sealift_store::manifest::MAX_DEPTH + 2,
+            fetched <= sealift_oci::manifest::MAX_DEPTH + 2,
             "{fetched} manifest requests"
         );
     }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sealift_fixtures::{mirror_corpus, mirror_repo};
+use sealift_oci::{Digest, StoreRef};
+use sealift_registry::{Registry as Client, RegistryConfig};
 use sealift_store::gc::GcOptions;
 use sealift_store::verify::VerifyOptions;
-use sealift_store::{Digest, Store, StoreRef};
+use sealift_store::Store;
 use sealift_sync::job::{job_history, job_status, run_job, JobReport, RunOptions};
-use sealift_sync::registry::{Registry as Client, RegistryConfig};
 use sealift_sync::{Config, ConfigError};
 use sealift_testkit::{FaultProxy, Registry, RegistryOptions};
 
@@ -194,7 +195,7 @@ list = ["v1.0.0"]
     let r = w.run(&c, "refs", false).await;
     assert!(r.ok(), "{r:?}");
     let idx = client(&dh).manifest_get("refs/r0", "v1.0.0").await.unwrap();
-    let view = sealift_store::ManifestView::parse(&idx.bytes, Some(&idx.media_type)).unwrap();
+    let view = sealift_oci::ManifestView::parse(&idx.bytes, Some(&idx.media_type)).unwrap();
     let amd64 = &view.manifests[0].digest;
     let src_refs = client(&sh)
         .referrers(&mirror_repo(0), amd64, None)
@@ -347,7 +348,7 @@ prune_gone = true
     assert_eq!(tags(&dh, "ret/r1").await, s(&["v1.1.0", "v2.0.0"]));
 
     // v3.0.0 appears at the source: v1.1.0 falls out of the last two. Dry run first.
-    let repo: sealift_store::Repo = mirror_repo(1).parse().unwrap();
+    let repo: sealift_oci::Repo = mirror_repo(1).parse().unwrap();
     let other = w
         .store
         .resolve(
@@ -450,7 +451,7 @@ async fn a_half_copied_index_is_healed_without_refetching_its_copied_child() {
         .manifest_get(&r0, "v1.0.0")
         .await
         .unwrap();
-    let view = sealift_store::ManifestView::parse(&idx.bytes, Some(&idx.media_type)).unwrap();
+    let view = sealift_oci::ManifestView::parse(&idx.bytes, Some(&idx.media_type)).unwrap();
     let amd64: Digest = view.manifests[0].digest.clone();
     let c = w.config(&format!(
         "[[job]]\nname = \"child\"\nsource = \"docker://{h}/{r0}\"\ndestination = \"store:half\"\nplatforms = [\"linux/amd64\"]\n[job.tags]\nlist = [\"v1.0.0\"]\n\n[[job]]\nname = \"all\"\nsource = \"docker://{h}/{r0}\"\ndestination = \"store:half\"\n[job.tags]\nlist = [\"v1.0.0\"]\n",

@@ -1,8 +1,9 @@
 //! Layout import and export through the library, on the fixture corpus.
 
 use sealift_fixtures::{corpus, sample, TarCompression, CORPUS_REFS, SAMPLE_REFS};
-use sealift_store::{Digest, Store, StoreRef};
-use sealift_sync::layout::{export, import_path, ExportOptions, ImportOptions};
+use sealift_layout::{export, import_path, ExportOptions, ImportOptions};
+use sealift_oci::{Digest, StoreRef};
+use sealift_store::Store;
 
 fn digest_of(layout: &sealift_fixtures::Layout, name: &str) -> Digest {
     layout.find_ref(name).unwrap()["digest"]
@@ -139,14 +140,10 @@ fn a_blob_entry_larger_than_its_descriptor_is_refused_before_its_bytes() {
         cap: 64 << 20,
         total: total.clone(),
     };
-    let err = sealift_sync::layout::import_reader(
-        &store,
-        reader,
-        "inflated.tar",
-        &ImportOptions::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err =
+        sealift_layout::import_reader(&store, reader, "inflated.tar", &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
     assert!(
         err.contains(&entry)
             && err.contains("is 8589934592 bytes")

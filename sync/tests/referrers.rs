@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sealift_oci::media_type as mt;
+use sealift_oci::Digest;
+use sealift_registry::{AuthEnv, Registry, RegistryConfig};
 use sealift_serve::{ServeError, ServeOptions};
-use sealift_store::media_type as mt;
-use sealift_store::{Digest, Lease, ManifestOptions, Store};
-use sealift_sync::registry::{AuthEnv, Registry, RegistryConfig};
+use sealift_store::{Lease, ManifestOptions, Store};
 use tokio::sync::oneshot;
 
 const SPDX: &str = "application/spdx+json";
@@ -103,7 +104,7 @@ async fn referrers_follow_link_pages_of_sealift_serve() {
     let mut cfg = RegistryConfig::new(addr.to_string());
     cfg.auth_env = Some(AuthEnv::default());
     let client = Registry::new(cfg).unwrap();
-    let listed = |found: Vec<sealift_store::Descriptor>| {
+    let listed = |found: Vec<sealift_oci::Descriptor>| {
         let n = found.len();
         let set: BTreeSet<Digest> = found.into_iter().map(|d| d.digest).collect();
         assert_eq!(set.len(), n, "a referrer listed twice");

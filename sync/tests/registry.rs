@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use sealift_fixtures::pseudo_random;
-use sealift_store::media_type as mt;
-use sealift_store::{Descriptor, Digest};
-use sealift_sync::registry::{
+use sealift_oci::media_type as mt;
+use sealift_oci::{Descriptor, Digest};
+use sealift_registry::{
     referrers_tag, AuthEnv, Credentials, Registry, RegistryConfig, RegistryError, RetryPolicy,
 };
 use sealift_testkit::{

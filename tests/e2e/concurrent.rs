@@ -4,10 +4,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sealift_fixtures::{image, layer_tar, ImageSpec, LayerKind, Layout};
+use sealift_layout::{import_path, ImportOptions};
+use sealift_oci::StoreRef;
 use sealift_store::gc::GcOptions;
 use sealift_store::verify::VerifyOptions;
-use sealift_store::{Store, StoreRef};
-use sealift_sync::layout::{import_path, ImportOptions};
+use sealift_store::Store;
 
 use super::util::Env;
 

@@ -89,7 +89,7 @@ fn referrers_travel_with_their_subject() {
     let other = Env::new();
     other.ok(&["import", out.to_str().unwrap()]);
     let store = sealift_store::Store::open(other.store()).unwrap();
-    let subject: sealift_store::Digest = ref_digest(&layout, "zstd").parse().unwrap();
+    let subject: sealift_oci::Digest = ref_digest(&layout, "zstd").parse().unwrap();
     let referrers = store.referrers(&subject).unwrap();
     assert_eq!(referrers.len(), 1, "the SBOM should have come along");
     let (_, view) = store.manifest(&referrers[0]).unwrap();

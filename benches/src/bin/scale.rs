@@ -26,9 +26,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use sealift_oci::media_type::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
+use sealift_oci::{Digest, Repo, Tag};
 use sealift_store::gc::GcOptions;
-use sealift_store::media_type::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
-use sealift_store::{Digest, ManifestOptions, Repo, Store, Tag};
+use sealift_store::{ManifestOptions, Store};
 use serde_json::{json, Value};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

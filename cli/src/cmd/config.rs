@@ -1,8 +1,9 @@
 //! Image configs, read-only: the few fields the CLI shows.
 
 use anyhow::{Context as _, Result};
-use sealift_store::media_type as mt;
-use sealift_store::{Descriptor, Digest, ManifestKind, Platform, Store};
+use sealift_oci::media_type as mt;
+use sealift_oci::{Descriptor, Digest, ManifestKind, Platform};
+use sealift_store::Store;
 use serde::Deserialize;
 
 /// Configs are small; this bound only stops a mislabelled layer from being read whole.

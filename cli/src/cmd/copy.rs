@@ -4,13 +4,13 @@
 use std::io::Write;
 
 use anyhow::{bail, Context as _, Result};
-use sealift_store::media_type::Compression;
-use sealift_store::{Repo, StoreRef, Tag};
-use sealift_sync::convert::{Convert, Format};
-use sealift_sync::copy::{copy, CopyOptions, CopyReport};
-use sealift_sync::location::Location;
-use sealift_sync::registry::Credentials;
-use sealift_sync::transport::{open_sink, open_source, OpenOptions};
+use sealift_copy::convert::{Convert, Format};
+use sealift_copy::copy::{copy, CopyOptions, CopyReport};
+use sealift_copy::location::Location;
+use sealift_copy::transport::{open_sink, open_source, OpenOptions};
+use sealift_oci::media_type::Compression;
+use sealift_oci::{Repo, StoreRef, Tag};
+use sealift_registry::Credentials;
 
 use super::{Context, Status};
 use crate::cli::{CopyArgs, CopyFlags, DestCompress, ManifestFormat, PullArgs, PushArgs};

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{Context as _, Result};
-use sealift_store::{Digest, Store};
+use sealift_oci::Digest;
+use sealift_store::Store;
 use serde::Serialize;
 
 use super::{config, Context, Status};

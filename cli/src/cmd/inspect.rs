@@ -4,9 +4,10 @@
 use std::io::Write;
 
 use anyhow::{bail, Context as _, Result};
-use sealift_store::diffid::chain_ids;
-use sealift_store::media_type as mt;
-use sealift_store::{Digest, ManifestKind, Platform, Store};
+use sealift_oci::diffid::chain_ids;
+use sealift_oci::media_type as mt;
+use sealift_oci::{Digest, ManifestKind, Platform};
+use sealift_store::Store;
 use serde::Serialize;
 
 use super::{config, Context, Status};
@@ -15,7 +16,7 @@ use crate::output::{self, human_bytes, plural, short_digest, short_media_type};
 
 // Entries and referrers of referrers of … are followed the store's graph depth limit deep
 // at most; real chains are 2 or 3 long (image → SBOM → signature).
-use sealift_store::manifest::MAX_DEPTH;
+use sealift_oci::manifest::MAX_DEPTH;
 
 /// What a node is to its parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -213,7 +214,7 @@ impl Walker<'_> {
             .collect();
         match view.kind {
             ManifestKind::Index => {
-                let selected: Vec<&sealift_store::Descriptor> = view
+                let selected: Vec<&sealift_oci::Descriptor> = view
                     .manifests
                     .iter()
                     .filter(|d| d.attests().is_none())
@@ -259,9 +260,9 @@ impl Walker<'_> {
             ManifestKind::Image => {
                 for c in view.children() {
                     let role = match c.role {
-                        sealift_store::manifest::Role::Config => Role::Config,
-                        sealift_store::manifest::Role::Manifest => Role::Manifest,
-                        sealift_store::manifest::Role::Layer => Role::Layer,
+                        sealift_oci::manifest::Role::Config => Role::Config,
+                        sealift_oci::manifest::Role::Manifest => Role::Manifest,
+                        sealift_oci::manifest::Role::Layer => Role::Layer,
                     };
                     let present = self.store.record(&c.descriptor.digest)?.is_some();
                     node.children.push(Node {
@@ -319,7 +320,7 @@ impl Walker<'_> {
     fn image_info(
         &self,
         node: &Node,
-        view: &sealift_store::ManifestView,
+        view: &sealift_oci::ManifestView,
         entry_platform: Option<&Platform>,
     ) -> Result<Option<ImageInfo>> {
         let Some(cfg_desc) = view.config.as_ref().filter(|c| config::is_image_config(c)) else {

@@ -9,15 +9,16 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use sealift_store::{Digest, Platform, Store, StoreRef};
-use sealift_sync::copy::{copy, CopyOptions, CopyReport};
-use sealift_sync::layout::docker_archive::{export_docker_archive, DockerArchiveOptions};
-use sealift_sync::layout::{
-    self, select, split, ExportOptions, ExportReport, ImportOptions, ImportReport, Inventory,
+use sealift_copy::copy::{copy, CopyOptions, CopyReport};
+use sealift_copy::location::Location;
+use sealift_copy::transport::{open_sink, open_source, OpenOptions};
+use sealift_layout::docker_archive::{export_docker_archive, DockerArchiveOptions};
+use sealift_layout::{
+    select, split, ExportOptions, ExportReport, ImportOptions, ImportReport, Inventory,
 };
-use sealift_sync::location::Location;
-use sealift_sync::registry::Credentials;
-use sealift_sync::transport::{open_sink, open_source, OpenOptions};
+use sealift_oci::{Digest, Platform, StoreRef};
+use sealift_registry::Credentials;
+use sealift_store::Store;
 use serde::Serialize;
 
 use super::{Context, Status};
@@ -197,7 +198,7 @@ pub fn import(ctx: &Context, args: &ImportArgs, out: &mut dyn Write) -> Result<S
         tag: args.tag.clone().map(StoreRef::from),
         progress: Some(byte_callback(&bar)),
     };
-    let report = layout::import_path(&store, &args.path, &opts);
+    let report = sealift_layout::import_path(&store, &args.path, &opts);
     bar.finish_and_clear();
     let report = report.with_context(|| format!("importing {path}"))?;
     for w in &report.warnings {
@@ -291,7 +292,7 @@ pub fn export(ctx: &Context, args: &ExportArgs, out: &mut dyn Write) -> Result<S
             base,
             split: flags.split,
         };
-        layout::export(&store, &refs, &args.output, &opts)
+        sealift_layout::export(&store, &refs, &args.output, &opts)
     };
     bar.finish_and_clear();
     let report = report.with_context(|| format!("exporting {} to {path}", selectors.join(", ")))?;
@@ -393,7 +394,7 @@ mod tests {
     #[test]
     fn push_locations_drop_the_source_registry() {
         let at = |dst: &str, r: &str| push_location(dst, r).unwrap().to_string();
-        let direct: sealift_sync::location::Location =
+        let direct: sealift_copy::location::Location =
             "docker://reg.site:5000/mirror/apps/web:1".parse().unwrap();
         assert_eq!(
             at("docker://reg.site:5000/mirror", "apps/web:1"),

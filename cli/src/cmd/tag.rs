@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::{bail, Context as _, Result};
-use sealift_store::{Digest, StoreRef};
+use sealift_oci::{Digest, StoreRef};
 use serde::Serialize;
 
 use super::{Context, Status};
@@ -100,7 +100,7 @@ pub fn rm(ctx: &Context, args: &RmArgs, out: &mut dyn Write) -> Result<Status> {
 fn matching_tags(
     store: &sealift_store::Store,
     r: &StoreRef,
-) -> Result<Vec<(sealift_store::Tag, Digest)>> {
+) -> Result<Vec<(sealift_oci::Tag, Digest)>> {
     let mut out = Vec::new();
     for t in store.tags()? {
         if t.repo != r.repo {

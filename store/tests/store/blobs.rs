@@ -2,7 +2,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use sealift_store::{Digest, Error, PutOutcome};
+use sealift_oci::Digest;
+use sealift_store::{Error, PutOutcome};
 
 use crate::common::*;
 
@@ -74,7 +75,7 @@ fn put_blob_empty_and_sha512() {
     assert_eq!(store.read_small(&empty, 10).unwrap(), b"");
 
     let data = noise("sha512", 5000);
-    let d = Digest::of(sealift_store::Algorithm::Sha512, &data);
+    let d = Digest::of(sealift_oci::Algorithm::Sha512, &data);
     store
         .put_blob(&lease, &d, 5000, "application/octet-stream", &mut &data[..])
         .unwrap();

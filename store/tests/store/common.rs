@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use sealift_store::media_type as mt;
+use sealift_oci::media_type as mt;
+use sealift_oci::{Digest, Repo, Tag};
 use sealift_store::record::BlobRecord;
-use sealift_store::{Digest, Lease, ManifestOptions, PutOutcome, Repo, Store, Tag};
+use sealift_store::{Lease, ManifestOptions, PutOutcome, Store};
 use serde_json::{json, Value};
 
 /// Deterministic pseudo-random bytes (xorshift64*), incompressible enough that gzip'd

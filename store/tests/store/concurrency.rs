@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sealift_oci::Digest;
 use sealift_store::gc::GcOptions;
 use sealift_store::verify::VerifyOptions;
-use sealift_store::{Digest, Store};
+use sealift_store::Store;
 
 use crate::common::*;
 

@@ -52,7 +52,7 @@ fn shared_config_and_layer_in_one_repo() {
     v["annotations"] = serde_json::json!({"org.opencontainers.image.version": "2"});
     let b = Image {
         manifest: Blob::new(
-            sealift_store::media_type::OCI_MANIFEST,
+            sealift_oci::media_type::OCI_MANIFEST,
             serde_json::to_vec(&v).unwrap(),
         ),
         ..a.clone()

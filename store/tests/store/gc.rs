@@ -3,10 +3,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use sealift_oci::media_type as mt;
+use sealift_oci::Digest;
 use sealift_store::gc::{GcOptions, GcReport};
-use sealift_store::media_type as mt;
 use sealift_store::verify::VerifyOptions;
-use sealift_store::{Digest, Store};
+use sealift_store::Store;
 use serde_json::json;
 
 use crate::common::*;

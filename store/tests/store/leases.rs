@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use sealift_oci::Digest;
 use sealift_store::gc::GcOptions;
-use sealift_store::{Digest, Error, Store};
+use sealift_store::{Error, Store};
 
 use crate::common::*;
 

@@ -37,7 +37,7 @@ fn second_open_in_same_process_is_locked_and_names_pid() {
     first
         .put_blob(
             &lease,
-            &sealift_store::Digest::sha256(b"x"),
+            &sealift_oci::Digest::sha256(b"x"),
             1,
             "",
             &mut &b"x"[..],
@@ -47,7 +47,7 @@ fn second_open_in_same_process_is_locked_and_names_pid() {
     drop(first);
     let again = Store::open(dir.path()).unwrap();
     assert!(again
-        .record(&sealift_store::Digest::sha256(b"x"))
+        .record(&sealift_oci::Digest::sha256(b"x"))
         .unwrap()
         .is_some());
 }

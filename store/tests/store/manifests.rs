@@ -2,9 +2,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use sealift_store::manifest::{ManifestError, Role, MAX_MANIFEST_SIZE};
-use sealift_store::media_type as mt;
-use sealift_store::{Digest, Error, ManifestKind, ManifestOptions, PutOutcome};
+use sealift_oci::manifest::{ManifestError, Role, MAX_MANIFEST_SIZE};
+use sealift_oci::media_type as mt;
+use sealift_oci::{Digest, ManifestKind};
+use sealift_store::{Error, ManifestOptions, PutOutcome};
 use serde_json::json;
 
 use crate::common::*;

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use sealift_store::{Digest, Store};
+use sealift_oci::Digest;
+use sealift_store::Store;
 
 use crate::common::*;
 
@@ -108,7 +109,7 @@ fn tags_records_edges_and_pins_survive_reopen() {
 #[test]
 fn an_empty_unfinished_sled_snapshot_does_not_stop_open() {
     let dir = tempfile::tempdir().unwrap();
-    let d = sealift_store::Digest::sha256(b"kept");
+    let d = sealift_oci::Digest::sha256(b"kept");
     {
         let store = sealift_store::Store::open(dir.path()).unwrap();
         let lease = store.lease("t", None).unwrap();

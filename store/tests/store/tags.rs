@@ -1,7 +1,8 @@
 //! Tags: only complete graphs, resolution by tag and digest, sorted listing, removal.
 
+use sealift_oci::{Digest, StoreRef};
 use sealift_store::verify::VerifyOptions;
-use sealift_store::{Digest, Error, StoreRef};
+use sealift_store::Error;
 
 use crate::common::*;
 

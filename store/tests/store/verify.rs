@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use sealift_oci::Digest;
 use sealift_store::verify::{Problem, VerifyOptions, VerifyReport};
-use sealift_store::{Digest, Store};
+use sealift_store::Store;
 
 use crate::common::*;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use sealift_store::Platform;
+use sealift_oci::Platform;
 
 pub use schedule::Schedule;
 pub use select::{NameFilter, TagSelection};
@@ -120,7 +120,7 @@ pub struct InboxSection {
 }
 
 /// A place images are read from or written to by a job. Unlike a copy's
-/// [`Location`](crate::location::Location), it names repositories, not one image: tags
+/// [`Location`](sealift_copy::location::Location), it names repositories, not one image: tags
 /// come from the job's selection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Place {
@@ -404,9 +404,9 @@ impl Config {
                 &k("tags"),
             )?;
             for tag in &t.list {
-                if crate::registry::client::check_reference(tag.get_ref()).is_err()
+                if sealift_registry::client::check_reference(tag.get_ref()).is_err()
                     || tag.get_ref().starts_with("sha")
-                        && tag.get_ref().parse::<sealift_store::Digest>().is_ok()
+                        && tag.get_ref().parse::<sealift_oci::Digest>().is_ok()
                 {
                     return Err(cx.at(
                         tag,
@@ -627,7 +627,7 @@ fn check_host(host: &str) -> Result<(), String> {
 }
 
 fn check_repo_path(repo: &str) -> Result<(), String> {
-    crate::registry::client::check_repo(repo).map_err(|e| e.to_string())
+    sealift_registry::client::check_repo(repo).map_err(|e| e.to_string())
 }
 
 fn parse_place(s: &str, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Place, String> {

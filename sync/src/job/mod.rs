@@ -19,20 +19,21 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{self, StreamExt};
-use sealift_store::{Descriptor, Digest, Repo, Store, StoreRef, Tag};
+use sealift_oci::{Descriptor, Digest, Repo, StoreRef, Tag};
+use sealift_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
     place_repo, select, Config, CredentialSource, JobConfig, Place, RewriteIndex, SecretSource,
 };
-use crate::copy::{copy, CopyOptions};
-use crate::registry::{Credentials, Registry, RegistryConfig, RegistryError};
-use crate::transport::layout_dir::{index_entries, LayoutDirSink, LayoutDirSource};
-use crate::transport::layout_tar::LayoutTarSource;
-use crate::transport::registry::{RegistrySink, RegistrySource};
-use crate::transport::store::{StoreSink, StoreSource};
-use crate::transport::{Sink, Source, TransportError};
+use sealift_copy::copy::{copy, CopyOptions};
+use sealift_copy::transport::layout_dir::{index_entries, LayoutDirSink, LayoutDirSource};
+use sealift_copy::transport::layout_tar::LayoutTarSource;
+use sealift_copy::transport::registry::{RegistrySink, RegistrySource};
+use sealift_copy::transport::store::{StoreSink, StoreSource};
+use sealift_copy::transport::{Sink, Source, TransportError};
+use sealift_registry::{Credentials, Registry, RegistryConfig, RegistryError};
 
 use state::TagState;
 
@@ -839,7 +840,7 @@ fn open_sink(cx: &Ctx<'_>, repo: &str, tag: &str) -> Result<Arc<dyn Sink>, SyncE
         )),
         Place::Store { .. } => {
             let r: StoreRef = format!("{repo}:{tag}").parse().map_err(
-                |e: sealift_store::reference::RefError| {
+                |e: sealift_oci::reference::RefError| {
                     TransportError::Unsupported(format!("{repo}:{tag} as a store reference: {e}"))
                 },
             )?;
@@ -913,11 +914,11 @@ async fn bundle(
         })?;
     }
     let r = tokio::task::spawn_blocking(move || {
-        crate::layout::export::export(
+        sealift_layout::export::export(
             &s,
             &refs,
             &p,
-            &crate::layout::export::ExportOptions {
+            &sealift_layout::export::ExportOptions {
                 referrers,
                 ..Default::default()
             },
@@ -1065,7 +1066,7 @@ async fn remove_dest(
         Place::Store { .. } => {
             let r: StoreRef = format!("{}:{tag}", st.destination_repo)
                 .parse()
-                .map_err(|e: sealift_store::reference::RefError| e.to_string())?;
+                .map_err(|e: sealift_oci::reference::RefError| e.to_string())?;
             match cx.store.resolve(&r) {
                 Ok(d) if d.to_string() == st.destination_digest => {
                     let (Some(repo), Some(t)) = (Some(r.repo.clone()), r.tag.clone()) else {
@@ -1093,7 +1094,7 @@ async fn remove_dest(
             let d: Digest = st
                 .destination_digest
                 .parse()
-                .map_err(|e: sealift_store::digest::DigestError| e.to_string())?;
+                .map_err(|e: sealift_oci::digest::DigestError| e.to_string())?;
             reg.manifest_delete(&st.destination_repo, &d)
                 .await
                 .map_err(|e| e.to_string())?;

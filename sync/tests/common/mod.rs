@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use sealift_copy::copy::{copy, CopyOptions, CopyReport};
+use sealift_copy::location::Location;
+use sealift_copy::transport::{open_sink, open_source, OpenOptions};
 use sealift_fixtures::Layout;
-use sealift_store::{Digest, Store};
-use sealift_sync::copy::{copy, CopyOptions, CopyReport};
-use sealift_sync::location::Location;
-use sealift_sync::transport::{open_sink, open_source, OpenOptions};
+use sealift_oci::Digest;
+use sealift_store::Store;
 
 /// The digest of the index.json entry named `name`.
 pub fn digest_of(layout: &Layout, name: &str) -> Digest {
@@ -38,7 +39,7 @@ pub async fn cp(
 /// once its entries are there): sealift's copy refuses such a chain, so it cannot put one
 /// up. Returns the top digest.
 pub async fn push_deep_chain(host: &str, repo: &str, tag: &str, depth: usize) -> Digest {
-    use sealift_sync::registry::{Registry, RegistryConfig};
+    use sealift_registry::{Registry, RegistryConfig};
     let mut layout = Layout::new();
     let top = sealift_fixtures::deep_chain(&mut layout, depth);
     let reg = Registry::new(RegistryConfig::new(host)).unwrap();
