@@ -8,6 +8,7 @@ mod e2e {
     mod concurrent;
     mod crash;
     mod daemon;
+    mod docker_archive;
     mod hostile;
     mod interop;
     mod registry;

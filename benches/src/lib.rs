@@ -1,1 +1,3 @@
 //! Benchmarks live in benches/benches and benches/*.sh.
+
+pub mod report;
