@@ -2,7 +2,7 @@
 """The shape checks ARCHITECTURE.md promises: no import circles between the modules of a
 crate, and no Rust file over 600 lines unless its opening comment says why (a line
 starting `//! Long file:` or `// Long file:` within its first 20 lines).
-usage: check-shape.py [DIR...]   (default: every crate's src/, tests/, benches/ directory)
+usage: check-shape.py [DIR...]   (run from the workspace root; default: every crate's src/, tests/, benches/)
 An edge M -> N exists when M's file names `crate::N...` or `super::...` resolving to N, outside
 `mod x;` / `pub use` re-export lines and outside `#[cfg(test)] mod tests` blocks. A cycle
 among distinct modules (a parent's mod.rs counts as a module) is printed; exit 1 if any."""
@@ -13,6 +13,26 @@ def modname(src, path):
     if rel[-1] in ('mod', 'lib', 'main'):
         rel = rel[:-1]
     return tuple(rel)
+
+def expand_groups(text):
+    """`use crate::{a::X, b::{c, d}}` -> one `crate::a::X` path per leaf, so groups count."""
+    out, i = [], 0
+    pat = re.compile(r'\b(crate|super|self)((?:::\w+)*)::\{')
+    while True:
+        m = pat.search(text, i)
+        if not m:
+            out.append(text[i:])
+            return ''.join(out)
+        j, depth = m.end(), 1
+        while depth and j < len(text):
+            depth += {'{': 1, '}': -1}.get(text[j], 0)
+            j += 1
+        inner = expand_groups(text[m.end():j - 1])
+        prefix = m.group(1) + m.group(2)
+        leaves = [s.strip() for s in re.split(r',', inner) if s.strip()]
+        out.append(text[i:m.start()] + ' '.join(
+            prefix + '::' + l for l in leaves if l not in ('self',)) + ' ')
+        i = j
 
 def strip_tests(text):
     m = re.search(r'#\[cfg\(test\)\]\s*(pub\s+)?mod\s+\w+\s*\{', text)
@@ -36,7 +56,7 @@ def long_files(dirs):
     return bad
 
 def default_dirs():
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    root = '.'
     out = []
     for c in sorted(os.listdir(root)):
         if os.path.exists(os.path.join(root, c, 'Cargo.toml')):
@@ -62,11 +82,19 @@ def main():
             text = strip_tests(open(p).read())
             lines = [l for l in text.split('\n') if not re.match(r'\s*(pub(\([a-z]+\))?\s+)?mod\s+\w+;', l)
                      and not re.match(r'\s*pub(\([a-z]+\))?\s+use\s', l) and not l.strip().startswith('//')]
-            body = '\n'.join(lines)
-            for mm in re.finditer(r'\b(crate|super)((?:::\w+)+)', body):
-                kind, path = mm.group(1), mm.group(2).split('::')[1:]
+            body = expand_groups('\n'.join(lines))
+            refs = [(mm.group(1), mm.group(2).split('::')[1:])
+                    for mm in re.finditer(r'\b(crate|super)((?:::\w+)+)', body)]
+            if is_dir_mod:
+                # A parent naming its own child module (`child::f()`, `use child::X`).
+                for mm in re.finditer(r'(?<![\w:])(\w+)::\w', body):
+                    if m + (mm.group(1),) in mods:
+                        refs.append(('self', [mm.group(1)]))
+            for kind, path in refs:
                 if kind == 'crate':
                     base = ()
+                elif kind == 'self':
+                    base = m
                 else:
                     base = m if is_dir_mod else m[:-1]
                     base = base[:-1] if True else base
