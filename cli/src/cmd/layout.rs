@@ -104,11 +104,7 @@ fn push_imported(
             jobs.push((r.parse::<StoreRef>()?, push_location(dst, r)?));
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let mut reports = Vec::new();
     for (src, dst) in jobs {
         let bar = ctx.progress.bytes(format!("pushing {src} to {dst}"));

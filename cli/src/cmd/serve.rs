@@ -21,10 +21,7 @@ pub fn run(ctx: &Context, args: &ServeArgs, out: &mut dyn Write) -> Result<Statu
         ..ServeOptions::default()
     };
     let store = ctx.open_store()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::runtime::build(crate::runtime::Workers::PerCore)?;
     rt.block_on(async {
         let server = sealift_serve::bind(store, &opts).await?;
         let scheme = if server.is_tls() { "https" } else { "http" };

@@ -90,11 +90,7 @@ fn run_jobs(ctx: &Context, args: &SyncArgs, out: &mut dyn Write) -> Result<Statu
         bail!("{} defines no [[job]]", path.display());
     }
     let store = open_store(ctx, Some(&config))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let show = !ctx.quiet && !ctx.json;
     let opts = RunOptions {
         dry_run: args.dry_run,
