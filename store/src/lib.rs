@@ -23,6 +23,7 @@ pub mod error;
 pub mod fault;
 pub mod gc;
 pub mod graph;
+pub mod image;
 pub mod lease;
 pub mod lock;
 pub mod open;
