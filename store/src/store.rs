@@ -2,7 +2,8 @@
 //! every mutation takes. What it does is split by responsibility: [`crate::open`] (opening,
 //! recovery after an unclean close), [`crate::lease`], [`crate::blob`] (ingest, put, hold,
 //! read), [`crate::graph`] (manifests, edges, walks, referrers), [`crate::tag`] (tags and
-//! pins), [`crate::gc`], [`crate::verify`], [`crate::du`], [`crate::state`].
+//! pins), [`crate::image`] (what `images` and `inspect` show), [`crate::gc`],
+//! [`crate::verify`], [`crate::du`], [`crate::state`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
