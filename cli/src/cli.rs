@@ -1,14 +1,19 @@
 //! Command-line arguments. Everything that can be checked without touching the store is
 //! parsed here into validated types (references, platforms, durations), so a typo is a
-//! usage error (exit code 2) before any I/O.
+//! usage error (exit code 2) before any I/O. Every command's arguments are here, so this
+//! module imports nothing from `cmd` (which imports it).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+use sealift_layout::split;
 use sealift_oci::{Platform, Repo, StoreRef, Tag};
+use sealift_serve::ServeOptions;
 
 /// Keep container images in an embedded content-addressed store and move them between
 /// registries, OCI layouts and tarballs.
@@ -59,15 +64,15 @@ pub enum Command {
     /// Copy an image from the store to a registry or layout
     Push(PushArgs),
     /// Run the sync jobs of a config file (once, or as a daemon); `sync status`, `sync history`
-    Sync(crate::cmd::sync::SyncArgs),
+    Sync(SyncArgs),
     /// Serve the store as a read-only OCI registry (until SIGINT/SIGTERM)
-    Serve(crate::cmd::serve::ServeArgs),
+    Serve(ServeArgs),
     /// Write what the store holds (blob and manifest digests), for delta bundles (export --base)
-    Inventory(crate::cmd::layout::InventoryArgs),
+    Inventory(InventoryArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
-    Completions(crate::cmd::docs::CompletionsArgs),
+    Completions(CompletionsArgs),
     /// Write the man pages (sealift.1, sealift-COMMAND.1, …) to a directory, or print one
-    Man(crate::cmd::docs::ManArgs),
+    Man(ManArgs),
 }
 
 /// Flags shared by `copy`, `pull` and `push`.
@@ -243,7 +248,7 @@ pub struct ImportArgs {
     pub push: Option<String>,
 
     #[command(flatten)]
-    pub push_flags: crate::cmd::layout::PushFlags,
+    pub push_flags: PushFlags,
 }
 
 /// `sealift export`.
@@ -263,7 +268,146 @@ pub struct ExportArgs {
     pub referrers: bool,
 
     #[command(flatten)]
-    pub bundle: crate::cmd::layout::BundleFlags,
+    pub bundle: BundleFlags,
+}
+
+/// `sealift sync`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SyncArgs {
+    /// What to report instead of running jobs
+    #[command(subcommand)]
+    pub command: Option<SyncCommand>,
+    /// The config file (see config.example.toml)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Run only this job
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// Print what would be copied, skipped and pruned (with bytes); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep running: jobs on their schedules, config reloaded when it changes
+    #[arg(long, conflicts_with_all = ["job", "dry_run"])]
+    pub daemon: bool,
+}
+
+/// `sealift sync status|history`.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// The last run of each job: copied, skipped, failed, bytes, duration
+    Status,
+    /// Past runs, newest first
+    History(HistoryArgs),
+}
+
+/// `sealift sync history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this job
+    pub job: Option<String>,
+    /// How many runs
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub limit: usize,
+}
+
+/// `sealift serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one). Plain HTTP only on loopback
+    /// addresses unless --insecure-plain-http
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "IP:PORT")]
+    pub addr: SocketAddr,
+    /// Require basic auth from the users of this htpasswd file (bcrypt entries: htpasswd -B)
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address that is not loopback (content and passwords in clear)
+    #[arg(long)]
+    pub insecure_plain_http: bool,
+    /// Close a connection after this many seconds without a request in flight or a byte
+    /// moved
+    #[arg(long, default_value_t = ServeOptions::default().idle_timeout_secs, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Connections open at once; at the limit the one idle the longest is closed
+    #[arg(long, default_value_t = ServeOptions::default().max_connections, value_name = "N")]
+    pub max_connections: usize,
+}
+
+/// `sealift inventory`.
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Where to write the inventory (a small binary file; see ARCHITECTURE.md)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// Bundle options of `sealift export`.
+#[derive(Debug, Args)]
+pub struct BundleFlags {
+    /// Delta bundle: leave out every blob the site's inventory (from `sealift inventory`)
+    /// lists; manifests are always included
+    #[arg(long, value_name = "INVENTORY")]
+    pub base: Option<PathBuf>,
+
+    /// Write the tarball as numbered parts of at most SIZE (500M, 1G) plus NAME.sha256
+    #[arg(long, value_name = "SIZE", value_parser = split::parse_size)]
+    pub split: Option<u64>,
+
+    /// oci (an OCI image layout) or docker-archive (for docker load / podman load)
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: ExportFormat,
+
+    /// docker-archive: the platform to take from multi-platform images (os/arch[/variant])
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+}
+
+/// What `sealift export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// OCI image layout (directory or tarball)
+    Oci,
+    /// docker save format: manifest.json, repositories, configs and layers
+    DockerArchive,
+}
+
+/// Registry options of `sealift import --push`.
+#[derive(Debug, Args)]
+pub struct PushFlags {
+    /// Credentials for the --push registry (USER:PASSWORD)
+    #[arg(long, value_name = "USER:PASSWORD", requires = "push")]
+    pub dest_creds: Option<String>,
+    /// Verify the --push registry's TLS certificate (--tls-verify=false to skip)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", requires = "push")]
+    pub tls_verify: Option<bool>,
+}
+
+/// `sealift completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for, e.g. `source <(sealift completions bash)`
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// `sealift man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page into this directory (created if missing): sealift.1 and one per
+    /// command, e.g. sealift-copy.1, sealift-sync-status.1
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Without --output: print the page of this command (e.g. `copy`, or `sync status`)
+    /// instead of sealift.1
+    #[arg(value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// A `repo:tag` with no digest: something a tag can be set on.

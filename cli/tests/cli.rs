@@ -1,6 +1,10 @@
 //! The `sealift` binary against temporary stores. Images are built deterministically by
 //! sealift-fixtures and stored with the store library directly; the store is dropped before
 //! the binary runs, since one process holds a store at a time.
+//!
+//! About 600 lines, kept as one file on purpose: one fixture shared by fourteen short
+//! command tests, which a module split would only scatter (the per-area e2e suites live in
+//! tests/e2e/).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,82 +1,20 @@
-//! The axum application: shared state, the access log, auth, and dispatch by route.
+//! The axum application: the access log, auth, and dispatch by route to the handlers.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State as Extract};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use sealift_oci::Repo;
-use sealift_store::Store;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::auth::{Htpasswd, Verdict};
+use crate::auth::Verdict;
 use crate::error::{ApiError, Code};
-use crate::reach::Reach;
 use crate::route::{self, Route};
-use crate::stats::ServeStats;
-
-/// `Docker-Distribution-API-Version`, on every response: clients probe `/v2/` for it.
-pub const API_VERSION: &str = "registry/2.0";
-
-/// What every request shares.
-pub struct State {
-    /// The store, open for the server's lifetime.
-    pub store: Arc<Store>,
-    /// What each repository reaches.
-    pub reach: Reach,
-    /// Basic auth, when configured.
-    pub auth: Option<Htpasswd>,
-    /// Counters.
-    pub stats: Arc<ServeStats>,
-}
-
-impl State {
-    /// Wrap the store.
-    pub fn new(store: Arc<Store>, auth: Option<Htpasswd>, stats: Arc<ServeStats>) -> Arc<State> {
-        Arc::new(State {
-            store,
-            reach: Reach::new(),
-            auth,
-            stats,
-        })
-    }
-
-    /// Run blocking store work off the async threads.
-    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&State) -> Result<T, ApiError> + Send + 'static,
-    {
-        let s = self.clone();
-        tokio::task::spawn_blocking(move || f(&s))
-            .await
-            .map_err(|e| ApiError::store("store task", &e))?
-    }
-
-    /// Whether `repo` has any tag: a repository without tags does not exist here.
-    pub fn repo_exists(&self, repo: &Repo) -> Result<bool, ApiError> {
-        Ok(self.store.tags()?.iter().any(|t| &t.repo == repo))
-    }
-
-    /// A "not here" error for `repo`: NAME_UNKNOWN when it has no tags at all, else the
-    /// given one.
-    pub fn unknown(&self, repo: &Repo, otherwise: ApiError) -> ApiError {
-        match self.repo_exists(repo) {
-            Ok(false) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                Code::NameUnknown,
-                format!("repository {repo} is not in the store (no tags)"),
-            ),
-            Ok(true) => otherwise,
-            Err(e) => e,
-        }
-    }
-}
+use crate::state::{State, API_VERSION};
 
 /// The router with its layers.
 pub fn router(state: Arc<State>) -> Router {
@@ -159,7 +97,7 @@ async fn dispatch(Extract(state): Extract<Arc<State>>, req: Request) -> Response
             .into_response()
         }
     };
-    let query = query(&parts.uri);
+    let query = route::query(&parts.uri);
     let result = match route::parse(parts.uri.path()) {
         Err(e) => Err(e),
         Ok(Route::Base) => Ok(axum::Json(serde_json::json!({})).into_response()),
@@ -177,75 +115,4 @@ async fn dispatch(Extract(state): Extract<Arc<State>>, req: Request) -> Response
         )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// The query parameters, percent-decoded; the last of a repeated name wins. A `+` stays a
-/// `+`: clients write `artifactType=application/spdx+json` unescaped, and no value here
-/// (media types, tags, digests, numbers) can hold a space, so reading `+` as a space the
-/// way HTML forms do would only turn such values into ones matching nothing.
-pub fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(|c| c.into_owned())
-    };
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Some((decode(k)?, decode(v)?))
-        })
-        .collect()
-}
-
-/// The `ETag` of a digest.
-pub fn etag(d: &sealift_oci::Digest) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{d}\"")).unwrap_or(HeaderValue::from_static("\"\""))
-}
-
-/// `Docker-Content-Digest` and `ETag` for content named by `d`.
-pub fn with_digest(
-    b: axum::http::response::Builder,
-    d: &sealift_oci::Digest,
-) -> axum::http::response::Builder {
-    b.header("docker-content-digest", d.to_string())
-        .header(header::ETAG, etag(d))
-}
-
-/// Whether `If-None-Match` names this ETag (or `*`).
-pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    let want = etag.to_str().unwrap_or("");
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            let t = t.trim();
-            t == "*" || t.trim_start_matches("W/") == want
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::query;
-
-    #[test]
-    fn plus_is_a_plus_and_escapes_decode() {
-        for uri in [
-            "/x?artifactType=application/spdx+json",
-            "/x?artifactType=application%2Fspdx%2Bjson",
-            "/x?n=1&artifactType=application/spdx%2bjson&",
-        ] {
-            let q = query(&uri.parse().unwrap());
-            assert_eq!(q["artifactType"], "application/spdx+json", "{uri}");
-        }
-        let q = query(&"/x?last=a%3Ab&n=2&n=3&flag".parse().unwrap());
-        assert_eq!((q["last"].as_str(), q["n"].as_str()), ("a:b", "3"));
-        assert_eq!(q["flag"], "");
-        assert!(query(&"/x".parse().unwrap()).is_empty());
-    }
 }

@@ -10,9 +10,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use sealift_oci::{Digest, Repo};
 
-use crate::app::{etag, not_modified, with_digest, State};
 use crate::error::{ApiError, Code};
 use crate::range::{self, Span};
+use crate::state::{etag, not_modified, with_digest, State};
 
 /// Bytes read from the blob file at a time. Each read is one hand-off to tokio's blocking
 /// pool, so small reads cost CPU per byte; 1 MiB keeps that negligible while a slow client

@@ -40,6 +40,7 @@ mod range;
 mod reach;
 mod referrer;
 mod route;
+mod state;
 mod stats;
 mod tag;
 mod tls;
@@ -133,6 +134,6 @@ pub async fn bind(store: Arc<Store>, opts: &ServeOptions) -> Result<Server, Serv
     if let Some(a) = &auth {
         a.publish_limit(&stats);
     }
-    let state = app::State::new(store, auth, stats);
+    let state = state::State::new(store, auth, stats);
     listen::Server::bind(opts.addr, state, tls, limits).await
 }

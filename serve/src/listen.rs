@@ -20,9 +20,10 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::app::{self, State};
+use crate::app;
 use crate::conn::{self, Conns, Tracked};
 use crate::error::ServeError;
+use crate::state::State;
 use crate::stats::ServeStats;
 
 /// Longest a client may take to finish its TLS handshake, and to send request headers

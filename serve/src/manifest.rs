@@ -9,9 +9,9 @@ use sealift_oci::manifest::MAX_MANIFEST_SIZE;
 use sealift_oci::{Digest, Repo, StoreRef};
 
 use crate::accept;
-use crate::app::{etag, not_modified, with_digest, State};
 use crate::error::{ApiError, Code};
 use crate::route::Reference;
+use crate::state::{etag, not_modified, with_digest, State};
 
 /// Answer a manifest request.
 pub async fn get(

@@ -19,8 +19,8 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use sealift_oci::media_type as mt;
 use sealift_oci::{Descriptor, Digest, Repo};
 
-use crate::app::State;
 use crate::error::ApiError;
+use crate::state::State;
 
 /// Most referrers in one page.
 pub const MAX_PAGE: usize = 1000;

@@ -4,7 +4,10 @@
 //! one or two segments (`manifests/<ref>`, `blobs/<digest>`, `referrers/<digest>`,
 //! `tags/list`), and everything before is the repository name, parsed with the store's
 //! grammar. `..`, `%2e`, `%2f` and any other escape fail that grammar, so no request path
-//! names a file: only parsed digests ever select blob files.
+//! names a file: only parsed digests ever select blob files. The query string is decoded
+//! here too.
+
+use std::collections::HashMap;
 
 use axum::http::StatusCode;
 use sealift_oci::{Digest, Repo, Tag};
@@ -117,6 +120,28 @@ pub fn parse(path: &str) -> Result<Route, ApiError> {
     Err(not_found())
 }
 
+/// The query parameters, percent-decoded; the last of a repeated name wins. A `+` stays a
+/// `+`: clients write `artifactType=application/spdx+json` unescaped, and no value here
+/// (media types, tags, digests, numbers) can hold a space, so reading `+` as a space the
+/// way HTML forms do would only turn such values into ones matching nothing.
+pub fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +234,21 @@ mod tests {
         for p in ["/v3/", "/v2/a/b", "/v2/a/tags", "/etc/passwd", "/v2x/"] {
             assert_eq!(code(p), (StatusCode::NOT_FOUND, Code::Unsupported), "{p}");
         }
+    }
+
+    #[test]
+    fn plus_is_a_plus_and_escapes_decode() {
+        for uri in [
+            "/x?artifactType=application/spdx+json",
+            "/x?artifactType=application%2Fspdx%2Bjson",
+            "/x?n=1&artifactType=application/spdx%2bjson&",
+        ] {
+            let q = query(&uri.parse().unwrap());
+            assert_eq!(q["artifactType"], "application/spdx+json", "{uri}");
+        }
+        let q = query(&"/x?last=a%3Ab&n=2&n=3&flag".parse().unwrap());
+        assert_eq!((q["last"].as_str(), q["n"].as_str()), ("a:b", "3"));
+        assert_eq!(q["flag"], "");
+        assert!(query(&"/x".parse().unwrap()).is_empty());
     }
 }

@@ -8,8 +8,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sealift_oci::Repo;
 
-use crate::app::State;
 use crate::error::{ApiError, Code};
+use crate::state::State;
 
 /// The `n` query parameter: how many entries a page may hold.
 pub fn page_size(query: &HashMap<String, String>) -> Result<Option<usize>, ApiError> {

@@ -333,7 +333,7 @@ impl Store {
             self.edges.apply_batch(batch)?;
         }
         if let Some(s) = rec.subject.as_ref().and_then(|s| s.parse::<Digest>().ok()) {
-            self.referrers.remove(crate::store::edge_key(&s, d))?;
+            self.referrers.remove(crate::record::edge_key(&s, d))?;
         }
         Ok(())
     }

@@ -17,18 +17,27 @@
 //! assert_eq!(store.read_small(&d, 1024).unwrap(), bytes);
 //! ```
 
+pub mod blob;
 pub mod du;
 pub mod error;
 pub mod fault;
 pub mod gc;
+pub mod graph;
+pub mod image;
+pub mod lease;
 pub mod lock;
+pub mod open;
 pub mod record;
 pub mod state;
 pub mod store;
+pub mod tag;
+mod tx;
 pub mod verify;
 pub mod watch;
 
+pub use blob::PutOutcome;
 pub use error::{Error, Result};
-pub use store::{
-    default_store_path, Lease, LeaseGuard, ManifestOptions, PutOutcome, Store, TagEntry,
-};
+pub use graph::ManifestOptions;
+pub use lease::{Lease, LeaseGuard};
+pub use store::{default_store_path, Store};
+pub use tag::TagEntry;

@@ -6,6 +6,8 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use sealift_oci::digest::Digest;
+use sealift_oci::manifest::Role;
 
 /// Version of every record encoding in this build. Bump on any incompatible change and say
 /// so in ARCHITECTURE.md.
@@ -112,6 +114,31 @@ pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T
             tree,
             reason: e.to_string(),
         })
+}
+
+/// Key of an edge (and of a referrer link): the parent's key followed by the child's.
+pub(crate) fn edge_key(parent: &Digest, child: &Digest) -> Vec<u8> {
+    let mut k = parent.to_key();
+    k.extend(child.to_key());
+    k
+}
+
+/// [`EdgeRecord::role`] of a role.
+pub(crate) fn role_code(r: Role) -> u8 {
+    match r {
+        Role::Manifest => 0,
+        Role::Config => 1,
+        Role::Layer => 2,
+    }
+}
+
+/// The role an [`EdgeRecord::role`] code stands for.
+pub(crate) fn role_of(c: u8) -> Role {
+    match c {
+        0 => Role::Manifest,
+        1 => Role::Config,
+        _ => Role::Layer,
+    }
 }
 
 /// Seconds since the Unix epoch.

@@ -112,11 +112,7 @@ fn run_copy(
         blob_progress: Some(crate::progress::per_blob(&bar)),
         convert,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let report = rt.block_on(async {
         let source = open_source(src, store.as_ref(), &src_opts)?;
         let sink = open_sink(dst, store.as_ref(), &dst_opts)?;

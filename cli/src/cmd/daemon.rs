@@ -39,11 +39,7 @@ fn serve_options(config: &Config) -> Result<Option<ServeOptions>> {
 pub fn run(_ctx: &Context, config: &Config, store: Arc<Store>) -> Result<Status> {
     let serve = serve_options(config)?;
     let config = config.path.as_path();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let shutdown = CancellationToken::new();
     let handler_store = Arc::clone(&store);
     let opts = DaemonOptions {

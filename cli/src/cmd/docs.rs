@@ -5,34 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, CommandFactory};
-use clap_complete::Shell;
+use clap::CommandFactory;
 use serde::Serialize;
 
 use super::{Context, Status};
-use crate::cli::Cli;
+use crate::cli::{Cli, CompletionsArgs, ManArgs};
 use crate::output;
-
-/// `sealift completions`.
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    /// The shell to complete for, e.g. `source <(sealift completions bash)`
-    #[arg(value_enum, value_name = "SHELL")]
-    pub shell: Shell,
-}
-
-/// `sealift man`.
-#[derive(Debug, Args)]
-pub struct ManArgs {
-    /// Write every page into this directory (created if missing): sealift.1 and one per
-    /// command, e.g. sealift-copy.1, sealift-sync-status.1
-    #[arg(short, long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
-    /// Without --output: print the page of this command (e.g. `copy`, or `sync status`)
-    /// instead of sealift.1
-    #[arg(value_name = "COMMAND")]
-    pub command: Vec<String>,
-}
 
 /// The command tree as the man pages show it: built, so each subcommand's display name is
 /// its full name (`sealift-sync-status`), and without clap's `help` subcommand.

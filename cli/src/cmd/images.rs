@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context as _, Result};
 use sealift_oci::Digest;
+use sealift_store::image::MissingEdge;
 use sealift_store::Store;
 use serde::Serialize;
 
@@ -30,12 +31,6 @@ struct ImageRow {
     /// Nodes recorded in the store whose file is missing or of the wrong size (what
     /// `verify` reports as a missing file; found with a stat, not a hash).
     missing_files: Vec<Digest>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-struct MissingEdge {
-    parent: Digest,
-    child: Digest,
 }
 
 #[derive(Serialize)]
@@ -115,7 +110,7 @@ pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
 }
 
 fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
-    let Some(rec) = store.record(digest)? else {
+    let Some(g) = store.image_summary(digest)? else {
         // A tag whose target is gone: `verify` reports it as a dangling tag.
         return Ok(Summary {
             media_type: String::new(),
@@ -126,8 +121,7 @@ fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
             present: false,
         });
     };
-    let (nodes, missing) = store.walk(digest)?;
-    let platforms = if rec.manifest {
+    let platforms = if g.manifest {
         match config::platforms(store, digest) {
             Ok(p) => p,
             Err(e) => {
@@ -140,18 +134,11 @@ fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
         Vec::new()
     };
     Ok(Summary {
-        media_type: rec.media_type,
+        media_type: g.media_type,
         platforms,
-        size: nodes.iter().map(|(_, r)| r.size).sum(),
-        missing_files: nodes
-            .iter()
-            .filter(|(d, r)| !store.file_present(d, r))
-            .map(|(d, _)| d.clone())
-            .collect(),
-        missing: missing
-            .into_iter()
-            .map(|(parent, child)| MissingEdge { parent, child })
-            .collect(),
+        size: g.size,
+        missing_files: g.missing_files,
+        missing: g.missing,
         present: true,
     })
 }

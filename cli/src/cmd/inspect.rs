@@ -6,60 +6,14 @@ use std::io::Write;
 use anyhow::{bail, Context as _, Result};
 use sealift_oci::diffid::chain_ids;
 use sealift_oci::media_type as mt;
-use sealift_oci::{Digest, ManifestKind, Platform};
+use sealift_oci::{Digest, Platform};
+use sealift_store::image::{ImageRef, Node, NodeRole};
 use sealift_store::Store;
 use serde::Serialize;
 
 use super::{config, Context, Status};
 use crate::cli::InspectArgs;
 use crate::output::{self, human_bytes, plural, short_digest, short_media_type};
-
-// Entries and referrers of referrers of … are followed the store's graph depth limit deep
-// at most; real chains are 2 or 3 long (image → SBOM → signature).
-use sealift_oci::manifest::MAX_DEPTH;
-
-/// What a node is to its parent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Role {
-    /// What the reference names.
-    Root,
-    /// An index entry.
-    Manifest,
-    /// A buildx attestation manifest (an index entry describing another entry).
-    Attestation,
-    /// An image config.
-    Config,
-    /// A layer, or an artifact's blob.
-    Layer,
-    /// A manifest whose `subject` is the parent.
-    Referrer,
-}
-
-/// One node of the graph as shown.
-#[derive(Debug, Serialize)]
-struct Node {
-    role: Role,
-    digest: Digest,
-    /// As the parent describes it (the store's record for the root and referrers).
-    media_type: String,
-    size: u64,
-    /// Whether the store has it.
-    present: bool,
-    /// Whether the parent is broken without it.
-    required: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    platform: Option<String>,
-    /// For attestations: the manifest described.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attestation_for: Option<Digest>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    artifact_type: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    children: Vec<Node>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    referrers: Vec<Node>,
-}
 
 /// The config summary of one image.
 #[derive(Debug, Serialize)]
@@ -103,13 +57,6 @@ struct InspectDoc {
     images: Vec<ImageInfo>,
 }
 
-/// How the tree is built.
-struct Walker<'a> {
-    store: &'a Store,
-    platform: Option<&'a Platform>,
-    images: Vec<ImageInfo>,
-}
-
 pub fn run(ctx: &Context, args: &InspectArgs, out: &mut dyn Write) -> Result<Status> {
     let store = ctx.open_store()?;
     let reference = args.reference.to_string();
@@ -142,27 +89,15 @@ fn inspect(
     } else {
         None
     };
-    let mut w = Walker {
-        store,
-        platform,
-        images: Vec::new(),
-    };
-    let root = Node {
-        role: Role::Root,
-        digest: digest.clone(),
-        media_type: rec.media_type.clone(),
-        size: rec.size,
-        present: true,
-        required: true,
-        platform: None,
-        attestation_for: None,
-        artifact_type: rec.artifact_type.clone().filter(|_| rec.subject.is_some()),
-        children: Vec::new(),
-        referrers: Vec::new(),
-    };
-    let graph = w.expand(root, None, true, &mut Vec::new())?;
+    let tree = store.image_tree(digest, platform)?;
+    let mut images = Vec::new();
+    for img in &tree.images {
+        if let Some(info) = image_info(store, img, platform)? {
+            images.push(info);
+        }
+    }
     if let Some(p) = platform {
-        if w.images.is_empty() {
+        if images.is_empty() {
             let available = config::platforms(store, digest).unwrap_or_default();
             if available.is_empty() {
                 bail!("{reference} has no image for {p}");
@@ -179,192 +114,58 @@ fn inspect(
         media_type: rec.media_type,
         size: nodes.iter().map(|(_, r)| r.size).sum(),
         manifest,
-        graph,
-        images: w.images,
+        graph: tree.root,
+        images,
     })
 }
 
-impl Walker<'_> {
-    /// Fill in a node's children and referrers. `entry_platform` is the platform its index
-    /// entry gives; `image` says whether an image manifest here is one of the reference's
-    /// images (not an attestation or a referrer).
-    fn expand(
-        &mut self,
-        mut node: Node,
-        entry_platform: Option<&Platform>,
-        image: bool,
-        ancestors: &mut Vec<Digest>,
-    ) -> Result<Node> {
-        let Some(rec) = self.store.record(&node.digest)? else {
-            node.present = false;
-            return Ok(node);
-        };
-        if !rec.manifest || ancestors.len() >= MAX_DEPTH || ancestors.contains(&node.digest) {
-            return Ok(node);
-        }
-        ancestors.push(node.digest.clone());
-        let (_, view) = self.store.manifest(&node.digest)?;
-        // The recorded edge says whether a child is required: an entry left out of a sparse
-        // (platform-filtered) copy is not.
-        let required: std::collections::HashMap<Digest, bool> = self
-            .store
-            .edges(&node.digest)?
-            .into_iter()
-            .map(|e| (e.child, e.required))
-            .collect();
-        match view.kind {
-            ManifestKind::Index => {
-                let selected: Vec<&sealift_oci::Descriptor> = view
-                    .manifests
-                    .iter()
-                    .filter(|d| d.attests().is_none())
-                    .filter(|d| match (self.platform, &d.platform) {
-                        (None, _) => true,
-                        (Some(f), Some(p)) => f.selects(p),
-                        // An entry without a platform (a nested index) is searched too.
-                        (Some(_), None) => true,
-                    })
-                    .collect();
-                for d in &view.manifests {
-                    let attests = d.attests();
-                    let keep = match &attests {
-                        None => selected.iter().any(|s| std::ptr::eq(*s, d)),
-                        // Attestations follow the platform they describe.
-                        Some(subject) => selected.iter().any(|s| &s.digest == subject),
-                    };
-                    if !keep {
-                        continue;
-                    }
-                    let child = Node {
-                        role: if attests.is_some() {
-                            Role::Attestation
-                        } else {
-                            Role::Manifest
-                        },
-                        digest: d.digest.clone(),
-                        media_type: d.media_type.clone(),
-                        size: d.size,
-                        present: true,
-                        required: required.get(&d.digest).copied().unwrap_or(true),
-                        platform: d.platform.as_ref().map(Platform::to_string),
-                        attestation_for: attests.clone(),
-                        artifact_type: d.artifact_type.clone(),
-                        children: Vec::new(),
-                        referrers: Vec::new(),
-                    };
-                    let is_image = image && attests.is_none();
-                    let child = self.expand(child, d.platform.as_ref(), is_image, ancestors)?;
-                    node.children.push(child);
-                }
-            }
-            ManifestKind::Image => {
-                for c in view.children() {
-                    let role = match c.role {
-                        sealift_oci::manifest::Role::Config => Role::Config,
-                        sealift_oci::manifest::Role::Manifest => Role::Manifest,
-                        sealift_oci::manifest::Role::Layer => Role::Layer,
-                    };
-                    let present = self.store.record(&c.descriptor.digest)?.is_some();
-                    node.children.push(Node {
-                        role,
-                        digest: c.descriptor.digest.clone(),
-                        media_type: c.descriptor.media_type.clone(),
-                        size: c.descriptor.size,
-                        present,
-                        required: required
-                            .get(&c.descriptor.digest)
-                            .copied()
-                            .unwrap_or(c.required),
-                        platform: None,
-                        attestation_for: None,
-                        artifact_type: None,
-                        children: Vec::new(),
-                        referrers: Vec::new(),
-                    });
-                }
-                if image {
-                    if let Some(info) = self.image_info(&node, &view, entry_platform)? {
-                        self.images.push(info);
-                    }
-                }
-            }
-        }
-        let mut referrers = self.store.referrers(&node.digest)?;
-        referrers.sort();
-        for r in referrers {
-            let Some(rrec) = self.store.record(&r)? else {
-                continue;
-            };
-            let child = Node {
-                role: Role::Referrer,
-                digest: r,
-                media_type: rrec.media_type,
-                size: rrec.size,
-                present: true,
-                required: false,
-                platform: None,
-                attestation_for: None,
-                artifact_type: rrec.artifact_type,
-                children: Vec::new(),
-                referrers: Vec::new(),
-            };
-            let child = self.expand(child, None, false, ancestors)?;
-            node.referrers.push(child);
-        }
-        ancestors.pop();
-        Ok(node)
-    }
-
-    /// Config summary, DiffIDs and ChainIDs of an image manifest; `None` for artifacts and
-    /// for images that `--platform` does not select.
-    fn image_info(
-        &self,
-        node: &Node,
-        view: &sealift_oci::ManifestView,
-        entry_platform: Option<&Platform>,
-    ) -> Result<Option<ImageInfo>> {
-        let Some(cfg_desc) = view.config.as_ref().filter(|c| config::is_image_config(c)) else {
+/// Config summary, DiffIDs and ChainIDs of one of the reference's images; `None` for an
+/// image that `--platform` does not select (by its entry's platform, else its config's).
+fn image_info(
+    store: &Store,
+    img: &ImageRef,
+    filter: Option<&Platform>,
+) -> Result<Option<ImageInfo>> {
+    let cfg_desc = &img.config;
+    let cfg = if store.record(&cfg_desc.digest)?.is_some() {
+        Some(config::read(store, &cfg_desc.digest)?)
+    } else {
+        None
+    };
+    let platform = img
+        .entry_platform
+        .clone()
+        .or_else(|| cfg.as_ref().map(config::ImageConfig::platform));
+    if let Some(filter) = filter {
+        if !platform.as_ref().is_some_and(|p| filter.selects(p)) {
             return Ok(None);
-        };
-        let cfg = if self.store.record(&cfg_desc.digest)?.is_some() {
-            Some(config::read(self.store, &cfg_desc.digest)?)
-        } else {
-            None
-        };
-        let platform = entry_platform
-            .cloned()
-            .or_else(|| cfg.as_ref().map(config::ImageConfig::platform));
-        if let Some(filter) = self.platform {
-            if !platform.as_ref().is_some_and(|p| filter.selects(p)) {
-                return Ok(None);
-            }
         }
-        let diff_ids = match &cfg {
-            Some(c) => c.diff_ids(&cfg_desc.digest)?,
-            None => Vec::new(),
-        };
-        Ok(Some(ImageInfo {
-            manifest: node.digest.clone(),
-            media_type: node.media_type.clone(),
-            platform: platform.as_ref().map(Platform::to_string),
-            image_id: cfg_desc.digest.clone(),
-            config: cfg.map(|c| {
-                let run = c.config.clone().unwrap_or_default();
-                ConfigSummary {
-                    os: c.os,
-                    architecture: c.architecture,
-                    variant: c.variant,
-                    created: c.created,
-                    entrypoint: run.entrypoint,
-                    cmd: run.cmd,
-                    env_count: run.env.map_or(0, |e| e.len()),
-                }
-            }),
-            layers: view.layers.len(),
-            chain_ids: chain_ids(&diff_ids),
-            diff_ids,
-        }))
     }
+    let diff_ids = match &cfg {
+        Some(c) => c.diff_ids(&cfg_desc.digest)?,
+        None => Vec::new(),
+    };
+    Ok(Some(ImageInfo {
+        manifest: img.manifest.clone(),
+        media_type: img.media_type.clone(),
+        platform: platform.as_ref().map(Platform::to_string),
+        image_id: cfg_desc.digest.clone(),
+        config: cfg.map(|c| {
+            let run = c.config.clone().unwrap_or_default();
+            ConfigSummary {
+                os: c.os,
+                architecture: c.architecture,
+                variant: c.variant,
+                created: c.created,
+                entrypoint: run.entrypoint,
+                cmd: run.cmd,
+                env_count: run.env.map_or(0, |e| e.len()),
+            }
+        }),
+        layers: img.layers,
+        chain_ids: chain_ids(&diff_ids),
+        diff_ids,
+    }))
 }
 
 fn write_text(out: &mut dyn Write, doc: &InspectDoc) -> std::io::Result<()> {
@@ -435,18 +236,18 @@ fn command(c: &Option<Vec<String>>) -> String {
 /// box-drawing connectors, referrers after children.
 fn write_tree(out: &mut dyn Write, node: &Node, lead: &str, rest: &str) -> std::io::Result<()> {
     let label = match node.role {
-        Role::Root => String::new(),
-        Role::Manifest => match &node.platform {
+        NodeRole::Root => String::new(),
+        NodeRole::Manifest => match &node.platform {
             Some(p) => format!("manifest {p}: "),
             None => "manifest: ".to_string(),
         },
-        Role::Attestation => match &node.attestation_for {
+        NodeRole::Attestation => match &node.attestation_for {
             Some(d) => format!("attestation for {}: ", short_digest(d)),
             None => "attestation: ".to_string(),
         },
-        Role::Config => "config: ".to_string(),
-        Role::Layer => "layer: ".to_string(),
-        Role::Referrer => match &node.artifact_type {
+        NodeRole::Config => "config: ".to_string(),
+        NodeRole::Layer => "layer: ".to_string(),
+        NodeRole::Referrer => match &node.artifact_type {
             Some(a) => format!("referrer {a}: "),
             None => "referrer: ".to_string(),
         },

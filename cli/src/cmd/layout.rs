@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, ValueEnum};
 use sealift_copy::copy::{copy, CopyOptions, CopyReport};
 use sealift_copy::location::Location;
 use sealift_copy::transport::{open_sink, open_source, OpenOptions};
@@ -16,64 +15,15 @@ use sealift_layout::docker_archive::{export_docker_archive, DockerArchiveOptions
 use sealift_layout::{
     select, split, ExportOptions, ExportReport, ImportOptions, ImportReport, Inventory,
 };
-use sealift_oci::{Digest, Platform, StoreRef};
+use sealift_oci::{Digest, StoreRef};
 use sealift_registry::Credentials;
 use sealift_store::Store;
 use serde::Serialize;
 
 use super::{Context, Status};
-use crate::cli::{ExportArgs, ImportArgs};
+use crate::cli::{ExportArgs, ExportFormat, ImportArgs, InventoryArgs, PushFlags};
 use crate::output::{self, human_bytes, plural, short_digest, short_media_type};
 use crate::progress::byte_callback;
-
-/// `sealift inventory`.
-#[derive(Debug, Args)]
-pub struct InventoryArgs {
-    /// Where to write the inventory (a small binary file; see ARCHITECTURE.md)
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
-}
-
-/// Bundle options of `sealift export`.
-#[derive(Debug, Args)]
-pub struct BundleFlags {
-    /// Delta bundle: leave out every blob the site's inventory (from `sealift inventory`)
-    /// lists; manifests are always included
-    #[arg(long, value_name = "INVENTORY")]
-    pub base: Option<PathBuf>,
-
-    /// Write the tarball as numbered parts of at most SIZE (500M, 1G) plus NAME.sha256
-    #[arg(long, value_name = "SIZE", value_parser = split::parse_size)]
-    pub split: Option<u64>,
-
-    /// oci (an OCI image layout) or docker-archive (for docker load / podman load)
-    #[arg(long, value_enum, default_value = "oci")]
-    pub format: ExportFormat,
-
-    /// docker-archive: the platform to take from multi-platform images (os/arch[/variant])
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Option<Platform>,
-}
-
-/// What `sealift export` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    /// OCI image layout (directory or tarball)
-    Oci,
-    /// docker save format: manifest.json, repositories, configs and layers
-    DockerArchive,
-}
-
-/// Registry options of `sealift import --push`.
-#[derive(Debug, Args)]
-pub struct PushFlags {
-    /// Credentials for the --push registry (USER:PASSWORD)
-    #[arg(long, value_name = "USER:PASSWORD", requires = "push")]
-    pub dest_creds: Option<String>,
-    /// Verify the --push registry's TLS certificate (--tls-verify=false to skip)
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", requires = "push")]
-    pub tls_verify: Option<bool>,
-}
 
 pub fn inventory(ctx: &Context, args: &InventoryArgs, out: &mut dyn Write) -> Result<Status> {
     let store = ctx.open_store()?;
@@ -154,11 +104,7 @@ fn push_imported(
             jobs.push((r.parse::<StoreRef>()?, push_location(dst, r)?));
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let mut reports = Vec::new();
     for (src, dst) in jobs {
         let bar = ctx.progress.bytes(format!("pushing {src} to {dst}"));

@@ -6,52 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, Subcommand};
 use sealift_sync::job::{job_history, job_status, run_job, JobReport, RunOptions};
 use sealift_sync::Config;
 
 use super::{Context, Status};
+use crate::cli::{SyncArgs, SyncCommand};
 use crate::output::{human_bytes, json, Table};
-
-/// `sealift sync`.
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct SyncArgs {
-    /// What to report instead of running jobs
-    #[command(subcommand)]
-    pub command: Option<SyncCommand>,
-    /// The config file (see config.example.toml)
-    #[arg(long, value_name = "FILE", global = true)]
-    pub config: Option<PathBuf>,
-    /// Run only this job
-    #[arg(long, value_name = "NAME")]
-    pub job: Option<String>,
-    /// Print what would be copied, skipped and pruned (with bytes); change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Keep running: jobs on their schedules, config reloaded when it changes
-    #[arg(long, conflicts_with_all = ["job", "dry_run"])]
-    pub daemon: bool,
-}
-
-/// `sealift sync status|history`.
-#[derive(Debug, Subcommand)]
-pub enum SyncCommand {
-    /// The last run of each job: copied, skipped, failed, bytes, duration
-    Status,
-    /// Past runs, newest first
-    History(HistoryArgs),
-}
-
-/// `sealift sync history`.
-#[derive(Debug, Args)]
-pub struct HistoryArgs {
-    /// Only this job
-    pub job: Option<String>,
-    /// How many runs
-    #[arg(short = 'n', long, default_value_t = 10)]
-    pub limit: usize,
-}
 
 /// The store a sync uses: `--store`/`SEALIFT_STORE` when given, else the config's
 /// `[store] path`, else the default.
@@ -130,11 +90,7 @@ fn run_jobs(ctx: &Context, args: &SyncArgs, out: &mut dyn Write) -> Result<Statu
         bail!("{} defines no [[job]]", path.display());
     }
     let store = open_store(ctx, Some(&config))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let show = !ctx.quiet && !ctx.json;
     let opts = RunOptions {
         dry_run: args.dry_run,

@@ -1,0 +1,262 @@
+//! The manifest graph: storing and reading manifests, their recorded edges and referrers,
+//! walks from a root, and linking a whole graph before a tag or pin names it.
+
+use std::fs;
+
+use crate::blob::PutOutcome;
+use crate::error::{Error, Result};
+use crate::lease::Lease;
+use crate::record::{self, role_of, BlobRecord, EdgeRecord};
+use crate::store::Store;
+use crate::tx::{abort, link_child};
+use sealift_oci::digest::Digest;
+use sealift_oci::manifest::{ManifestView, Role, MAX_MANIFEST_SIZE};
+
+/// Options for [`Store::put_manifest`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ManifestOptions<'a> {
+    /// The digest the caller asked for; the bytes must hash to it.
+    pub expected: Option<&'a Digest>,
+    /// Media type from the descriptor or Content-Type; must agree with the bytes.
+    pub media_type: Option<&'a str>,
+    /// Accept an index whose entries are not all present (a sparse, platform-filtered
+    /// copy). Image manifests always need their config and distributable layers.
+    pub sparse: bool,
+}
+
+/// A stored manifest.
+#[derive(Clone, Debug)]
+pub struct StoredManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its parsed view.
+    pub view: ManifestView,
+    /// Whether it was new to the store.
+    pub outcome: PutOutcome,
+}
+
+/// One outgoing edge, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edge {
+    /// Child digest.
+    pub child: Digest,
+    /// Whether the parent is broken without it.
+    pub required: bool,
+    /// What it is to the parent.
+    pub role: Role,
+}
+
+/// What [`Store::walk`] finds: the nodes present (root first) and the required
+/// (parent, child) edges whose child is absent.
+pub type Graph = (Vec<(Digest, BlobRecord)>, Vec<(Digest, Digest)>);
+
+impl Store {
+    /// Store manifest bytes exactly as given. Refuses (naming the digest) a manifest over
+    /// 4 MiB, bad JSON, a digest or media type that disagrees, or a required child that is
+    /// not in the store; records edges and the referrer link in the same transaction.
+    pub fn put_manifest(
+        &self,
+        lease: &Lease,
+        bytes: &[u8],
+        opts: ManifestOptions<'_>,
+    ) -> Result<StoredManifest> {
+        let alg = opts
+            .expected
+            .map(|d| d.algorithm())
+            .unwrap_or(sealift_oci::digest::Algorithm::Sha256);
+        let digest = Digest::of(alg, bytes);
+        if let Some(e) = opts.expected {
+            if e != &digest {
+                return Err(Error::DigestMismatch {
+                    expected: e.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        if bytes.len() > MAX_MANIFEST_SIZE {
+            return Err(Error::Manifest {
+                digest,
+                source: sealift_oci::manifest::ManifestError::TooLarge(bytes.len()),
+            });
+        }
+        let view =
+            ManifestView::parse(bytes, opts.media_type).map_err(|source| Error::Manifest {
+                digest: digest.clone(),
+                source,
+            })?;
+        for w in &view.warnings {
+            tracing::warn!("{digest}: {w}");
+        }
+        match self.hold(lease, &digest)? {
+            Some(rec) if rec.manifest => {
+                return Ok(StoredManifest {
+                    digest,
+                    view,
+                    outcome: PutOutcome::Present,
+                })
+            }
+            // Stored as a plain blob (a layout's blobs arrive before anyone knows which are
+            // manifests): the file is verified already, so only the graph is committed.
+            Some(_) => {
+                self.commit(
+                    lease,
+                    &digest,
+                    bytes.len() as u64,
+                    &view.media_type,
+                    None,
+                    Some((&view, opts.sparse)),
+                )?;
+                return Ok(StoredManifest {
+                    digest,
+                    view,
+                    outcome: PutOutcome::Present,
+                });
+            }
+            None => {}
+        }
+        let (tmp, name) =
+            self.ingest_to_temp(lease, &digest, bytes.len() as u64, &mut &bytes[..])?;
+        let r = self.commit(
+            lease,
+            &digest,
+            bytes.len() as u64,
+            &view.media_type,
+            Some(&tmp),
+            Some((&view, opts.sparse)),
+        );
+        self.ingests.remove(name.as_bytes())?;
+        let _ = fs::remove_file(&tmp);
+        r?;
+        Ok(StoredManifest {
+            digest,
+            view,
+            outcome: PutOutcome::Written,
+        })
+    }
+
+    /// Read and parse a stored manifest.
+    pub fn manifest(&self, d: &Digest) -> Result<(Vec<u8>, ManifestView)> {
+        let rec = self.record(d)?.ok_or_else(|| Error::NotFound(d.clone()))?;
+        let bytes = self.read_small(d, MAX_MANIFEST_SIZE as u64)?;
+        let view = ManifestView::parse(&bytes, Some(&rec.media_type)).map_err(|source| {
+            Error::Manifest {
+                digest: d.clone(),
+                source,
+            }
+        })?;
+        Ok((bytes, view))
+    }
+
+    /// Recorded outgoing edges of a manifest.
+    pub fn edges(&self, parent: &Digest) -> Result<Vec<Edge>> {
+        let prefix = parent.to_key();
+        let mut out = Vec::new();
+        for item in self.edges.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let e: EdgeRecord = record::decode("edges", &v)?;
+            if let Some((child, _)) = Digest::from_key(&k[prefix.len()..]) {
+                out.push(Edge {
+                    child,
+                    required: e.required,
+                    role: role_of(e.role),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Manifests whose `subject` is `subject`.
+    pub fn referrers(&self, subject: &Digest) -> Result<Vec<Digest>> {
+        let prefix = subject.to_key();
+        let mut out = Vec::new();
+        for item in self.referrers.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            if let Some((d, _)) = Digest::from_key(&k[prefix.len()..]) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every digest reachable from `root` through recorded edges (root first), with the
+    /// required children that are absent as (parent, child) pairs. A graph nesting manifests
+    /// deeper than [`MAX_DEPTH`](sealift_oci::manifest::MAX_DEPTH) is [`Error::TooDeep`], so
+    /// `set_tag` never names one.
+    pub fn walk(&self, root: &Digest) -> Result<Graph> {
+        let mut seen = std::collections::HashSet::new();
+        // Each digest with the number of manifests on the path to it, the root's included.
+        let mut stack = vec![(root.clone(), 1)];
+        let mut nodes = Vec::new();
+        let mut missing = Vec::new();
+        if self.record(root)?.is_none() {
+            return Err(Error::NotFound(root.clone()));
+        }
+        while let Some((d, depth)) = stack.pop() {
+            if !seen.insert(d.clone()) {
+                continue;
+            }
+            let Some(rec) = self.record(&d)? else {
+                continue;
+            };
+            if rec.manifest {
+                if depth > sealift_oci::manifest::MAX_DEPTH {
+                    return Err(Error::TooDeep {
+                        root: root.clone(),
+                        at: d,
+                        depth,
+                    });
+                }
+                for e in self.edges(&d)? {
+                    if self.blobs.contains_key(e.child.to_key())? {
+                        stack.push((e.child, depth + 1));
+                    } else if e.required {
+                        missing.push((d.clone(), e.child));
+                    }
+                }
+            }
+            nodes.push((d, rec));
+        }
+        Ok((nodes, missing))
+    }
+
+    /// Check completeness and stamp every node with the current epoch (gate held).
+    pub(crate) fn link_graph(&self, digest: &Digest) -> Result<()> {
+        let (nodes, missing) = self.walk(digest)?;
+        if let Some((parent, child)) = missing.into_iter().next() {
+            let (media_type, size) = self
+                .manifest(&parent)
+                .ok()
+                .and_then(|(_, v)| {
+                    v.children()
+                        .into_iter()
+                        .find(|c| c.descriptor.digest == child)
+                        .map(|c| (c.descriptor.media_type.clone(), c.descriptor.size))
+                })
+                .unwrap_or_default();
+            return Err(Error::MissingChild {
+                parent,
+                child,
+                media_type,
+                size,
+            });
+        }
+        let epoch = self.epoch()?;
+        for (d, _) in nodes {
+            let key = d.to_key();
+            self.blobs.transaction(|b| {
+                if link_child(b, &key, epoch, None)?.is_none() {
+                    return Err(abort(Error::NotFound(d.clone())));
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether a manifest is an index (by its recorded media type).
+    pub fn is_index(&self, d: &Digest) -> Result<bool> {
+        Ok(self.record(d)?.is_some_and(|r| {
+            sealift_oci::media_type::kind(&r.media_type) == sealift_oci::media_type::Kind::Index
+        }))
+    }
+}

@@ -1,0 +1,253 @@
+//! Opening a store (directories, format version, lock, sled) and recovering what an unclean
+//! close left: process-bound leases, records without files, orphan and partial files. Also
+//! closing, which removes the `open` marker recovery looks for.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::lease::Lease;
+use crate::lock::StoreLock;
+use crate::record::{self, now, LeaseRecord};
+use crate::store::{Store, STRIPES};
+
+/// Version of the on-disk layout (directories and trees). Written to `VERSION`.
+pub const FORMAT_VERSION: u32 = 1;
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.meta.remove(b"open");
+        if let Err(e) = self.db.flush() {
+            tracing::warn!("flushing store metadata on close: {e}");
+        }
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `root`, take its lock, and recover what a
+    /// crashed process left: its process-bound leases and its partial ingest files.
+    pub fn open(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(&root).map_err(Error::io("creating store directory", &root))?;
+        let lock = StoreLock::acquire(&root)?;
+        for d in ["blobs/sha256", "blobs/sha512", "ingest"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(Error::io("creating", &p))?;
+        }
+        let version_path = root.join("VERSION");
+        match fs::read_to_string(&version_path) {
+            Ok(v) => {
+                let found: u32 = v
+                    .trim()
+                    .trim_start_matches("sealift-store ")
+                    .parse()
+                    .unwrap_or(0);
+                if found != FORMAT_VERSION {
+                    return Err(Error::SchemaVersion {
+                        found: found.min(255) as u8,
+                        expected: FORMAT_VERSION as u8,
+                    });
+                }
+            }
+            Err(_) => {
+                fs::write(&version_path, format!("sealift-store {FORMAT_VERSION}\n"))
+                    .map_err(Error::io("writing", &version_path))?;
+            }
+        }
+        let reserve = root.join(RESERVE);
+        let store = match Store::open_db_and_recover(&root, lock.duplicate()?) {
+            Ok(s) => s,
+            // Opening writes (sled's snapshot of its log, the open marker, lease cleanup),
+            // so on a full disk it fails; the reserve file gives that space back. Any
+            // failure frees it: the retry's own error is what the user sees.
+            Err(first) if fs::remove_file(&reserve).is_ok() => {
+                tracing::warn!(
+                    "opening the store failed ({first}); freed its {} KiB reserve to retry \
+                     (the disk may be full)",
+                    RESERVE_BYTES >> 10
+                );
+                Store::open_db_and_recover(&root, lock.duplicate()?)?
+            }
+            Err(e) => return Err(e),
+        };
+        store.keep_reserve();
+        Ok(store)
+    }
+
+    fn open_db_and_recover(root: &Path, lock: StoreLock) -> Result<Store> {
+        let db_dir = root.join("db");
+        remove_snapshot_leftovers(&db_dir);
+        let db = open_db(&db_dir)?;
+        let t = |n: &str| db.open_tree(n);
+        let store = Store {
+            blobs: t("blobs")?,
+            edges: t("edges")?,
+            referrers: t("referrers")?,
+            tags: t("tags")?,
+            pins: t("pins")?,
+            leases: t("leases")?,
+            holds: t("holds")?,
+            ingests: t("ingests")?,
+            meta: t("meta")?,
+            db,
+            root: root.to_path_buf(),
+            session: rand::random(),
+            gate: RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            _lock: lock,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Put the reserve file back if a full disk took it (best effort: without space it
+    /// stays absent, and a partial one is removed so it never holds the last bytes).
+    fn keep_reserve(&self) {
+        let path = self.root.join(RESERVE);
+        if fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+            return;
+        }
+        let written = (|| {
+            let mut f = File::create(&path)?;
+            let zeros = vec![0u8; 64 * 1024];
+            let mut left = RESERVE_BYTES;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            // No fsync: a reserve lost in a crash is simply written again.
+            Ok::<(), std::io::Error>(())
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            tracing::debug!("no room for the store's reserve file: {e}");
+        }
+    }
+
+    /// A store closed cleanly removes its `open` marker; finding one on open means the last
+    /// process was killed, possibly between renaming a blob into place and committing its
+    /// record, so the orphan sweep runs once.
+    fn crashed_before(&self) -> Result<bool> {
+        let crashed = self.meta.get(b"open")?.is_some();
+        self.meta.insert(b"open", &self.session.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(crashed)
+    }
+
+    fn recover(&self) -> Result<()> {
+        // Leases bound to a process that is gone (any earlier session) are dropped; timed
+        // leases stay until they expire.
+        let t = now();
+        for item in self.leases.iter() {
+            let (k, v) = item?;
+            let l: LeaseRecord = record::decode("leases", &v)?;
+            let dead = match l.expires {
+                None => l.session != self.session,
+                Some(e) => e <= t,
+            };
+            if dead {
+                let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                self.release(Lease { id })?;
+            }
+        }
+        if self.crashed_before()? {
+            // Records before orphans: a dropped record's file (if it is there but short)
+            // becomes an orphan the sweep below removes.
+            let dropped = self.drop_records_without_files()?;
+            if dropped > 0 {
+                tracing::warn!(
+                    "dropped {dropped} records whose blob files are missing or short; \
+                     the images that need them show as broken until imported again"
+                );
+            }
+            let orphans = self.sweep_orphan_files(false)?;
+            if !orphans.is_empty() {
+                tracing::info!(
+                    "removed {} blob files a crashed process left uncommitted",
+                    orphans.len()
+                );
+            }
+        }
+        // Partial files whose lease is gone are garbage.
+        let dir = self.ingest_dir();
+        let entries = fs::read_dir(&dir).map_err(Error::io("reading", &dir))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if self.ingests.get(name.as_bytes())?.is_none() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// After a crash: a stat per record, dropping those whose file is not in place.
+    fn drop_records_without_files(&self) -> Result<usize> {
+        let mut n = 0;
+        for item in self.records() {
+            let (d, rec) = item?;
+            if !self.file_present(&d, &rec) {
+                self.drop_record(&d, &rec)?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.flush()?;
+        }
+        Ok(n)
+    }
+}
+
+/// Space kept free for opening the store on a full disk (see [`Store::open`]). Opening
+/// needs room for sled's snapshot of its log (a few bytes per page) and a log segment.
+const RESERVE_BYTES: u64 = 4 << 20;
+const RESERVE: &str = "RESERVE";
+
+/// sled 0.34 writes its snapshot to `snap.<lsn>.generating`, fsyncs, then renames it to
+/// `snap.<lsn>`; the previous snapshot is removed only after that rename. A process killed,
+/// or a disk filled, before the rename leaves a `.generating` file (empty, or without its
+/// trailing length and CRC), and sled's open picks the highest-sorting `snap.*` file, finds
+/// it corrupt and refuses every later open ("Read corrupted data at file offset None"). The
+/// leftover is never needed: the previous snapshot is still there and the log still holds
+/// everything after it. The store's LOCK is held, so no other process is writing one.
+fn remove_snapshot_leftovers(db_dir: &Path) {
+    let Ok(entries) = fs::read_dir(db_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!("removed {name}, a snapshot sled left unfinished"),
+                Err(err) => tracing::warn!("removing {}: {err}", e.path().display()),
+            }
+        }
+    }
+}
+
+/// Open the sled database. The store's LOCK is held, so no other process has it; a lock
+/// conflict can only come from this process's previous handle, whose background I/O
+/// threads let go of sled's own file lock a moment after the handle is dropped. Wait for
+/// them (up to 5 s) instead of failing a reopen.
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
+            // sled reports it as ErrorKind::Other with this text (sled 0.34 config.rs).
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
