@@ -30,13 +30,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use sealift_oci::digest::{Algorithm, Hasher};
+use sealift_oci::compression::{recompress, Compression, Recompressed};
+use sealift_oci::config::{ConfigError, ImageConfig};
 use sealift_oci::manifest::ManifestKind;
-use sealift_oci::media_type::{self as mt, Compression};
+use sealift_oci::media_type as mt;
 use sealift_oci::{Descriptor, Digest, ManifestView};
 use serde_json::{Map, Value};
 use tokio_util::io::SyncIoBridge;
@@ -134,160 +135,6 @@ impl Convert {
     pub fn is_noop(&self) -> bool {
         self.compression.is_none() && self.format.is_none()
     }
-}
-
-fn compression_name(c: Compression) -> &'static str {
-    match c {
-        Compression::None => "none",
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
-    }
-}
-
-/// What [`recompress`] produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recompressed {
-    /// sha256 of the uncompressed bytes.
-    pub diff_id: Digest,
-    /// sha256 of the bytes written.
-    pub digest: Digest,
-    /// Bytes written.
-    pub size: u64,
-}
-
-/// Hashes and counts what passes to `inner`.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-    size: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Feeds the uncompressed bytes to the DiffID hasher and the encoder.
-struct Tee<'a, W> {
-    hasher: &'a mut Hasher,
-    out: &'a mut W,
-}
-
-impl<W: Write> Write for Tee<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write_all(buf)?;
-        self.hasher.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-enum Encoder<W: Write> {
-    Plain(W),
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-}
-
-impl<W: Write> Encoder<W> {
-    fn new(w: W, c: Compression) -> io::Result<Encoder<W>> {
-        Ok(match c {
-            Compression::None => Encoder::Plain(w),
-            // GzEncoder writes mtime 0 and no file name: the output depends only on the input.
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                w,
-                flate2::Compression::default(),
-            )),
-            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(
-                w,
-                zstd::DEFAULT_COMPRESSION_LEVEL,
-            )?),
-        })
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::Plain(w) => Ok(w),
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
-        }
-    }
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::Plain(w) => w.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::Plain(w) => w.flush(),
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
-        }
-    }
-}
-
-/// Decompress `reader` (`from`: gzip, every member; zstd; none), hashing the uncompressed
-/// bytes, while compressing them (`to`) into `out`, hashing what is written. Streams with
-/// fixed-size buffers; reads `reader` to its end (so a verifying reader gets to check its
-/// digest). Returns the hashes and `out`.
-pub fn recompress<R: Read, W: Write>(
-    reader: R,
-    from: Compression,
-    to: Compression,
-    out: W,
-) -> io::Result<(Recompressed, W)> {
-    let mut input = BufReader::with_capacity(1 << 20, reader);
-    let mut enc = Encoder::new(
-        HashingWriter {
-            inner: out,
-            hasher: Hasher::new(Algorithm::Sha256),
-            size: 0,
-        },
-        to,
-    )?;
-    let mut diff = Hasher::new(Algorithm::Sha256);
-    {
-        let mut tee = Tee {
-            hasher: &mut diff,
-            out: &mut enc,
-        };
-        match from {
-            Compression::None => io::copy(&mut input, &mut tee)?,
-            Compression::Gzip => io::copy(
-                &mut flate2::bufread::MultiGzDecoder::new(&mut input),
-                &mut tee,
-            )?,
-            Compression::Zstd => io::copy(
-                &mut zstd::stream::read::Decoder::with_buffer(&mut input)?,
-                &mut tee,
-            )?,
-        };
-    }
-    // Whatever follows the compressed stream still belongs to the blob.
-    io::copy(&mut input, &mut io::sink())?;
-    let mut written = enc.finish()?;
-    written.flush()?;
-    Ok((
-        Recompressed {
-            diff_id: diff.finish(),
-            digest: written.hasher.finish(),
-            size: written.size,
-        },
-        written.inner,
-    ))
 }
 
 /// One re-encoding to do: a source layer into a target compression.
@@ -457,34 +304,25 @@ fn inconsistent(msg: String) -> TransportError {
     TransportError::Unsupported(msg)
 }
 
-/// `rootfs.diff_ids` of a config.
+/// `rootfs.diff_ids` of a config, strictly: a conversion must refuse what it cannot check.
 fn diff_ids(config: &Descriptor, bytes: &[u8]) -> Result<Vec<Digest>, TransportError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
-        inconsistent(format!(
-            "config {} is not JSON ({e}); cannot check DiffIDs",
-            config.digest
-        ))
-    })?;
-    let arr = v
-        .pointer("/rootfs/diff_ids")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            inconsistent(format!(
+    let why = |e: ConfigError| {
+        inconsistent(match e {
+            ConfigError::Json(e) => format!(
+                "config {} is not JSON ({e}); cannot check DiffIDs",
+                config.digest
+            ),
+            ConfigError::NoDiffIds => format!(
                 "config {} has no rootfs.diff_ids; cannot convert its layers",
                 config.digest
-            ))
-        })?;
-    arr.iter()
-        .enumerate()
-        .map(|(i, d)| {
-            d.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                inconsistent(format!(
-                    "config {}: rootfs.diff_ids[{i}] is not a digest",
-                    config.digest
-                ))
-            })
+            ),
+            e => format!("config {}: {e}", config.digest),
         })
-        .collect()
+    };
+    ImageConfig::parse(bytes)
+        .map_err(why)?
+        .diff_ids()
+        .map_err(why)
 }
 
 /// Set a descriptor object's mediaType, digest and size in place (keys keep their places).
@@ -657,7 +495,7 @@ async fn plan_image(
         } else {
             let key = JobKey {
                 source: layer.digest.clone(),
-                to: compression_name(to),
+                to: to.name(),
             };
             jobs.entry(key.clone()).or_insert_with(|| Job {
                 desc: layer.clone(),
@@ -679,8 +517,8 @@ async fn encode(src: &dyn Source, job: &Job, path: PathBuf) -> Result<Encoded, T
     let what = format!(
         "converting layer {} ({} to {})",
         job.desc.digest,
-        compression_name(job.from),
-        compression_name(job.to)
+        job.from.name(),
+        job.to.name()
     );
     let body = src
         .blob(&job.desc)
@@ -1060,40 +898,6 @@ fn index_manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn gz(b: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(b).unwrap();
-        e.finish().unwrap()
-    }
-
-    #[test]
-    fn recompress_keeps_the_uncompressed_bytes() {
-        let data: Vec<u8> = (0..300_000u32)
-            .flat_map(|i| (i % 251).to_le_bytes())
-            .collect();
-        // Two gzip members, as some tools write.
-        let mut multi = gz(&data[..1000]);
-        multi.extend(gz(&data[1000..]));
-        let want = Digest::sha256(&data);
-        for (input, from) in [
-            (multi.clone(), Compression::Gzip),
-            (zstd::encode_all(&data[..], 3).unwrap(), Compression::Zstd),
-            (data.clone(), Compression::None),
-        ] {
-            for to in [Compression::None, Compression::Gzip, Compression::Zstd] {
-                let (r, out) = recompress(&input[..], from, to, Vec::new()).unwrap();
-                assert_eq!(r.diff_id, want, "{from:?} -> {to:?}");
-                assert_eq!(r.digest, Digest::sha256(&out));
-                assert_eq!(r.size, out.len() as u64);
-                assert_eq!(
-                    sealift_oci::diffid::diff_id(&out[..], to).unwrap(),
-                    want,
-                    "{from:?} -> {to:?} decodes back"
-                );
-            }
-        }
-    }
 
     #[test]
     fn docker_has_no_zstd() {
