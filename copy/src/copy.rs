@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use sealift_oci::manifest::{ManifestKind, Role, MAX_DEPTH};
-use sealift_oci::media_type as mt;
-use sealift_oci::{Descriptor, Digest, ManifestView, Platform};
+use sealift_oci::{Descriptor, Digest, Platform};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::convert::{Conversion, Convert};
+use crate::convert::{Convert, Converted};
+use crate::plan::{rewrite_index, Plan};
 use crate::transport::{BlobStream, Root, Sink, Source, TransportError};
+use crate::walk::{walk, WalkOptions};
 use sealift_layout::Progress;
 
 /// How to copy.
@@ -132,234 +132,19 @@ fn refuses_sparse_index(e: &TransportError) -> bool {
     }
 }
 
-pub(crate) struct Node {
-    pub(crate) desc: Descriptor,
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) sparse: bool,
-}
-
-pub(crate) struct Plan {
-    /// Manifests, children before parents; the root last.
-    pub(crate) manifests: Vec<Node>,
-    pub(crate) blobs: Vec<Descriptor>,
-    pub(crate) platforms: Vec<String>,
-    /// The root is an index of which `platforms` kept only some entries.
-    pub(crate) filtered: bool,
-    /// Converted blobs (in temporary files) and what to verify, with `convert`.
-    pub(crate) conversion: Option<Conversion>,
-}
-
-fn parse(desc: &Descriptor, bytes: &[u8]) -> Result<ManifestView, TransportError> {
-    ManifestView::parse(bytes, Some(&desc.media_type)).map_err(|source| TransportError::Manifest {
-        digest: desc.digest.clone(),
-        source,
-    })
-}
-
-/// Which entries of an index to keep.
-fn select<'a>(view: &'a ManifestView, platforms: &[Platform]) -> Vec<&'a Descriptor> {
-    if platforms.is_empty() {
-        return view.manifests.iter().collect();
+/// The walk's part of the copy's options.
+fn walk_options(opts: &CopyOptions) -> WalkOptions<'_> {
+    WalkOptions {
+        platforms: &opts.platforms,
+        rewrite_index: opts.rewrite_index,
+        include_nondistributable: opts.include_nondistributable,
     }
-    let chosen: HashSet<&Digest> = view
-        .manifests
-        .iter()
-        .filter(|d| d.attests().is_none())
-        .filter(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| !p.is_unknown() && platforms.iter().any(|f| f.selects(p)))
-        })
-        .map(|d| &d.digest)
-        .collect();
-    view.manifests
-        .iter()
-        .filter(|d| chosen.contains(&d.digest) || d.attests().is_some_and(|a| chosen.contains(&a)))
-        .collect()
 }
 
-/// A new index with only `keep`'s entries: the one place a copy re-serialises, on request.
-fn rewrite(bytes: &[u8], keep: &HashSet<Digest>) -> Result<Vec<u8>, TransportError> {
-    let mut v: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| TransportError::Unsupported(format!("rewriting index: {e}")))?;
-    if let Some(arr) = v.get_mut("manifests").and_then(|m| m.as_array_mut()) {
-        arr.retain(|e| {
-            e.get("digest")
-                .and_then(|d| d.as_str())
-                .and_then(|d| d.parse::<Digest>().ok())
-                .is_some_and(|d| keep.contains(&d))
-        });
-    }
-    serde_json::to_vec(&v).map_err(|e| TransportError::Unsupported(format!("rewriting index: {e}")))
-}
-
-/// One step of the plan's walk: visit a manifest (fetching its bytes unless given), or emit
-/// a visited one once everything it names has been emitted.
-enum Step {
-    Visit {
-        desc: Descriptor,
-        bytes: Option<Vec<u8>>,
-        depth: usize,
-    },
-    Emit(Node),
-}
-
-/// Walk the graph from `root` with an explicit stack (a hostile chain thousands deep must
-/// not overflow ours), children before parents, and refuse to go past
-/// [`MAX_DEPTH`](sealift_oci::manifest::MAX_DEPTH) before fetching anything there.
-async fn plan(
-    src: &dyn Source,
-    root: Root,
-    opts: &CopyOptions,
-    seen: &mut HashSet<Digest>,
-) -> Result<Plan, TransportError> {
-    let mut plan = Plan {
-        manifests: Vec::new(),
-        blobs: Vec::new(),
-        platforms: Vec::new(),
-        filtered: false,
-        conversion: None,
-    };
-    let mut blob_seen = HashSet::new();
-    let root_digest = root.descriptor.digest.clone();
-    let mut steps = vec![Step::Visit {
-        desc: root.descriptor,
-        bytes: Some(root.bytes),
-        depth: 1,
-    }];
-    while let Some(step) = steps.pop() {
-        let (desc, bytes, depth) = match step {
-            Step::Emit(node) => {
-                plan.manifests.push(node);
-                continue;
-            }
-            Step::Visit { desc, bytes, depth } => (desc, bytes, depth),
-        };
-        if seen.contains(&desc.digest) {
-            continue;
-        }
-        if depth > MAX_DEPTH {
-            return Err(sealift_store::Error::TooDeep {
-                root: root_digest,
-                at: desc.digest,
-                depth,
-            }
-            .into());
-        }
-        let bytes = match bytes {
-            Some(b) => b,
-            None => src
-                .manifest(&desc)
-                .await
-                .map_err(|e| e.during(format!("reading manifest {}", desc.digest)))?,
-        };
-        seen.insert(desc.digest.clone());
-        let children = visit(desc, bytes, depth == 1, opts, &mut plan, &mut blob_seen)?;
-        // Reversed, so the first child is walked first, as listed.
-        for child in children.into_iter().rev() {
-            steps.push(match child {
-                Step::Visit { desc, .. } => Step::Visit {
-                    desc,
-                    bytes: None,
-                    depth: depth + 1,
-                },
-                emit => emit,
-            });
-        }
-    }
-    Ok(plan)
-}
-
-/// One manifest of the plan: its blobs go into `plan`; returned are the steps that follow
-/// (the entries of an index to visit, then this manifest's emission), in walking order.
-fn visit(
-    desc: Descriptor,
-    bytes: Vec<u8>,
-    is_root: bool,
-    opts: &CopyOptions,
-    plan: &mut Plan,
-    blob_seen: &mut HashSet<Digest>,
-) -> Result<Vec<Step>, TransportError> {
-    let view = parse(&desc, &bytes)?;
-    for w in &view.warnings {
-        tracing::warn!("{}: {w}", desc.digest);
-    }
-    let mut desc = desc;
-    let mut bytes = bytes;
-    let mut sparse = false;
-    let mut next = Vec::new();
-    if view.kind == ManifestKind::Index {
-        let keep = select(&view, &opts.platforms);
-        if keep.is_empty() && !view.manifests.is_empty() {
-            let have: Vec<String> = view
-                .manifests
-                .iter()
-                .filter_map(|d| {
-                    d.platform
-                        .as_ref()
-                        .filter(|p| !p.is_unknown())
-                        .map(|p| p.to_string())
-                })
-                .collect();
-            return Err(TransportError::NotFound(format!(
-                "no entry of {} matches the requested platforms (it has {})",
-                desc.digest,
-                have.join(", ")
-            )));
-        }
-        if is_root {
-            plan.platforms = keep
-                .iter()
-                .filter(|d| d.attests().is_none())
-                .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-                .collect();
-        }
-        next.extend(keep.iter().map(|child| Step::Visit {
-            desc: (*child).clone(),
-            bytes: None,
-            depth: 0,
-        }));
-        if keep.len() < view.manifests.len() {
-            plan.filtered |= is_root;
-            if opts.rewrite_index {
-                let digests: HashSet<Digest> = keep.iter().map(|d| d.digest.clone()).collect();
-                bytes = rewrite(&bytes, &digests)?;
-                desc = Descriptor::new(
-                    desc.media_type.clone(),
-                    Digest::sha256(&bytes),
-                    bytes.len() as u64,
-                );
-            } else {
-                sparse = true;
-            }
-        }
-    } else {
-        for c in view.children() {
-            if c.role == Role::Manifest {
-                continue;
-            }
-            let d = c.descriptor;
-            if mt::is_non_distributable(&d.media_type) && !opts.include_nondistributable {
-                continue;
-            }
-            if blob_seen.insert(d.digest.clone()) {
-                plan.blobs.push(d.clone());
-            }
-        }
-    }
-    // Last here, so pushed first and popped after every entry's own steps.
-    next.push(Step::Emit(Node {
-        desc,
-        bytes,
-        sparse,
-    }));
-    Ok(next)
-}
-
-/// Counts bytes as they pass, for progress.
 /// Per-blob progress callback: digest, bytes done, blob size.
 pub type BlobProgress = Arc<dyn Fn(&Digest, u64, u64) + Send + Sync>;
 
+/// Counts bytes as they pass, for progress.
 struct Counted {
     inner: BlobStream,
     done: Arc<AtomicU64>,
@@ -412,15 +197,20 @@ pub async fn copy(
     report.source_digest = Some(root.descriptor.digest.clone());
     report.media_type = root.descriptor.media_type.clone();
     let mut seen = HashSet::new();
-    let mut plan = plan(src.as_ref(), root, opts, &mut seen).await?;
-    if let Some(conv) = opts.convert.as_ref().filter(|c| !c.is_noop()) {
-        crate::convert::apply(src.as_ref(), &mut plan, conv, opts.include_nondistributable)
-            .await
-            .map_err(|e| e.during(format!("converting {}", src.describe())))?;
-        if let Some(c) = &plan.conversion {
-            report.converted = c.converted.clone();
+    let walked = walk(src.as_ref(), root, &walk_options(opts), &mut seen).await?;
+    // A conversion reads the walked plan and gives the plan to execute instead, with what
+    // to check before the tag moves.
+    let (mut plan, checks) = match opts.convert.as_ref().filter(|c| !c.is_noop()) {
+        Some(conv) => {
+            let Converted { plan, checks } =
+                crate::convert::convert(src.as_ref(), &walked, conv, opts.include_nondistributable)
+                    .await
+                    .map_err(|e| e.during(format!("converting {}", src.describe())))?;
+            report.converted = plan.converted.clone();
+            (plan, Some(checks))
         }
-    }
+        None => (walked, None),
+    };
     let root_node = plan
         .manifests
         .last()
@@ -455,7 +245,7 @@ pub async fn copy(
     }
 
     let written = transfer(src.clone(), dst.clone(), &plan, opts, &mut report).await?;
-    if let Some(c) = &plan.conversion {
+    if let Some(c) = &checks {
         c.verify()?;
     }
     // The destination refused the sparse root and took the rewritten one instead.
@@ -480,7 +270,7 @@ pub async fn copy(
     if opts.referrers {
         // Referrers at the source name the source digests: those of converted manifests
         // would need a new subject (a new digest, breaking signatures), so they stay behind.
-        let converted = |d: &Digest| plan.conversion.as_ref().is_some_and(|c| c.is_new(d));
+        let converted = |d: &Digest| plan.is_converted(d);
         if plan.manifests.iter().any(|m| converted(&m.desc.digest)) {
             tracing::warn!(
                 "referrers of converted manifests are not copied (their subject digest changed)"
@@ -562,11 +352,7 @@ async fn transfer(
             let progress = opts.progress.clone();
             let blob_progress = opts.blob_progress.clone();
             // A converted blob is read from its temporary file, not from the source.
-            let local = plan
-                .conversion
-                .as_ref()
-                .and_then(|c| c.local_file(&b.digest))
-                .map(|p| p.to_path_buf());
+            let local = plan.local.get(&b.digest).map(|p| p.to_path_buf());
             async move {
                 let body: BlobStream = if let Some(path) = local {
                     let f = tokio::fs::File::open(&path).await.map_err(|source| {
@@ -632,12 +418,7 @@ async fn transfer(
                     });
                 }
                 // Keep what the plan copied: the chosen entries, now all present.
-                let chosen: HashSet<Digest> = plan
-                    .manifests
-                    .iter()
-                    .map(|m| m.desc.digest.clone())
-                    .collect();
-                let bytes = rewrite(&node.bytes, &chosen)?;
+                let bytes = rewrite_index(&node.bytes, &plan.manifest_digests())?;
                 let desc = Descriptor::new(
                     node.desc.media_type.clone(),
                     Digest::sha256(&bytes),
@@ -697,7 +478,7 @@ async fn copy_referrers(
             if seen.contains(&desc.digest) {
                 continue;
             }
-            let p = plan(src.as_ref(), root, &inner, seen).await?;
+            let p = walk(src.as_ref(), root, &walk_options(&inner), seen).await?;
             transfer(src.clone(), dst.clone(), &p, &inner, report).await?;
             dst.tag_as(&desc, &tag)
                 .await
@@ -717,7 +498,7 @@ async fn copy_referrers(
                 descriptor: Descriptor::new(r.media_type.clone(), r.digest.clone(), r.size),
                 bytes,
             };
-            let p = plan(src.as_ref(), root, &inner, seen).await?;
+            let p = walk(src.as_ref(), root, &walk_options(&inner), seen).await?;
             transfer(src.clone(), dst.clone(), &p, &inner, report).await?;
             dst.add_referrer(&r, &subject).await?;
             report.referrers += 1;

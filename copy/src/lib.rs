@@ -8,7 +8,9 @@
 pub mod convert;
 pub mod copy;
 pub mod location;
+mod plan;
 pub mod transport;
+mod walk;
 
 pub use copy::{copy, CopyOptions, CopyReport};
 pub use location::Location;

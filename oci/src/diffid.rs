@@ -3,21 +3,14 @@
 
 use std::io::{self, Read};
 
+use crate::compression::{Compression, Decoder};
 use crate::digest::{Algorithm, Digest, Hasher};
-use crate::media_type::Compression;
 
 /// Decompress (gzip: every member; zstd; none) and hash, streaming.
 pub fn diff_id(reader: impl Read, compression: Compression) -> io::Result<Digest> {
     let mut h = Hasher::new(Algorithm::Sha256);
     let buffered = io::BufReader::with_capacity(1 << 20, reader);
-    match compression {
-        Compression::None => io::copy(&mut io::BufReader::new(buffered), &mut h)?,
-        Compression::Gzip => io::copy(&mut flate2::read::MultiGzDecoder::new(buffered), &mut h)?,
-        Compression::Zstd => io::copy(
-            &mut zstd::stream::read::Decoder::with_buffer(buffered)?,
-            &mut h,
-        )?,
-    };
+    io::copy(&mut Decoder::new(buffered, compression)?, &mut h)?;
     Ok(h.finish())
 }
 

@@ -3,6 +3,8 @@
 //! Unknown media types are carried, never rejected: they classify as [`Kind::Blob`] (or as an
 //! unknown manifest when the bytes parse as one), so artifacts of new kinds still sync.
 
+pub use crate::compression::Compression;
+
 /// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// OCI image manifest.
@@ -59,17 +61,6 @@ pub enum Kind {
     Layer,
     /// Anything else: artifact blobs, unknown types, the empty descriptor.
     Blob,
-}
-
-/// How a layer's bytes are compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// Plain tar.
-    None,
-    /// gzip (possibly multi-member).
-    Gzip,
-    /// zstd.
-    Zstd,
 }
 
 /// Classify a media type.

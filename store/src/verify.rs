@@ -8,6 +8,7 @@ use std::io::Read;
 use crate::error::{Error, Result};
 use crate::record::BlobRecord;
 use crate::store::Store;
+use sealift_oci::config::{ImageConfig, MAX_CONFIG_SIZE};
 use sealift_oci::diffid::diff_id;
 use sealift_oci::digest::{Digest, Hasher};
 use sealift_oci::manifest::ManifestKind;
@@ -341,20 +342,10 @@ impl Store {
         {
             return Ok(());
         }
-        let cfg = self.read_small(
-            &config.digest,
-            sealift_oci::manifest::MAX_MANIFEST_SIZE as u64 * 4,
-        )?;
-        let diff_ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(&cfg)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/rootfs/diff_ids")?.as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
+        let cfg = self.read_small(&config.digest, MAX_CONFIG_SIZE as u64)?;
+        // A config that does not parse lists no DiffIDs: reported as a count mismatch.
+        let cfg = ImageConfig::parse(&cfg).unwrap_or_default();
+        let diff_ids = cfg.diff_id_strings();
         if diff_ids.len() != view.layers.len() {
             report.problems.push(Problem::DiffIdCount {
                 manifest: d.clone(),
@@ -387,7 +378,7 @@ impl Store {
                 report.problems.push(Problem::WrongDiffId {
                     manifest: d.clone(),
                     layer: layer.digest.clone(),
-                    expected,
+                    expected: expected.to_string(),
                     actual,
                 });
             }

@@ -1,83 +1,20 @@
-//! Image configs, read-only: the few fields the CLI shows.
+//! Image configs, read-only, from the store: the parsing is sealift-oci's
+//! [`ImageConfig`]; this file only reads bytes and shapes errors for the CLI.
 
 use anyhow::{Context as _, Result};
+use sealift_oci::config::{ConfigError, MAX_CONFIG_SIZE};
 use sealift_oci::media_type as mt;
-use sealift_oci::{Descriptor, Digest, ManifestKind, Platform};
+use sealift_oci::{Descriptor, Digest, ManifestKind};
 use sealift_store::Store;
-use serde::Deserialize;
 
-/// Configs are small; this bound only stops a mislabelled layer from being read whole.
-const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
+pub use sealift_oci::config::ImageConfig;
 
-/// The parts of an image config (OCI or Docker) that `images` and `inspect` show.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ImageConfig {
-    /// CPU architecture.
-    #[serde(default)]
-    pub architecture: String,
-    /// Operating system.
-    #[serde(default)]
-    pub os: String,
-    /// CPU variant.
-    #[serde(default)]
-    pub variant: Option<String>,
-    /// Creation time, as written (RFC 3339).
-    #[serde(default)]
-    pub created: Option<String>,
-    /// How a container runs.
-    #[serde(default)]
-    pub config: Option<RunConfig>,
-    /// Layer content digests.
-    #[serde(default)]
-    pub rootfs: Option<RootFs>,
-}
-
-/// `config` inside an image config. Docker writes `null` for empty lists.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct RunConfig {
-    /// Entrypoint.
-    #[serde(rename = "Entrypoint", default)]
-    pub entrypoint: Option<Vec<String>>,
-    /// Cmd.
-    #[serde(rename = "Cmd", default)]
-    pub cmd: Option<Vec<String>>,
-    /// Environment.
-    #[serde(rename = "Env", default)]
-    pub env: Option<Vec<String>>,
-}
-
-/// `rootfs` inside an image config.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct RootFs {
-    /// DiffIDs, bottom layer first.
-    #[serde(default)]
-    pub diff_ids: Vec<String>,
-}
-
-impl ImageConfig {
-    /// The platform the config declares.
-    pub fn platform(&self) -> Platform {
-        Platform {
-            architecture: self.architecture.clone(),
-            os: self.os.clone(),
-            os_version: None,
-            variant: self.variant.clone(),
-        }
-    }
-
-    /// DiffIDs, parsed; a malformed one is an error naming the config.
-    pub fn diff_ids(&self, config: &Digest) -> Result<Vec<Digest>> {
-        let Some(rootfs) = &self.rootfs else {
-            return Ok(Vec::new());
-        };
-        rootfs
-            .diff_ids
-            .iter()
-            .map(|s| {
-                s.parse::<Digest>()
-                    .with_context(|| format!("config {config}: DiffID {s:?}"))
-            })
-            .collect()
+/// DiffIDs, parsed; a config without any lists none, a malformed one is an error naming
+/// the config.
+pub fn diff_ids(cfg: &ImageConfig, config: &Digest) -> Result<Vec<Digest>> {
+    match cfg.diff_ids() {
+        Err(ConfigError::NoDiffIds) => Ok(Vec::new()),
+        r => r.with_context(|| format!("config {config}")),
     }
 }
 
@@ -89,11 +26,10 @@ pub fn is_image_config(d: &Descriptor) -> bool {
 /// Read and parse an image config from the store.
 pub fn read(store: &Store, digest: &Digest) -> Result<ImageConfig> {
     let bytes = store
-        .read_small(digest, MAX_CONFIG_SIZE)
+        .read_small(digest, MAX_CONFIG_SIZE as u64)
         .with_context(|| format!("reading config {digest}"))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing config {digest}"))
+    ImageConfig::parse(&bytes).with_context(|| format!("parsing config {digest}"))
 }
-
 /// An index's entry platforms (attestations and unknown/unknown skipped, duplicates once),
 /// or a single image's platform from its config.
 pub fn platforms(store: &Store, digest: &Digest) -> Result<Vec<String>> {

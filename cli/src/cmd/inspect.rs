@@ -142,7 +142,7 @@ fn image_info(
         }
     }
     let diff_ids = match &cfg {
-        Some(c) => c.diff_ids(&cfg_desc.digest)?,
+        Some(c) => config::diff_ids(c, &cfg_desc.digest)?,
         None => Vec::new(),
     };
     Ok(Some(ImageInfo {

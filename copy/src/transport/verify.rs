@@ -1,20 +1,20 @@
 //! A stream wrapper that verifies size and digest while the bytes pass through, so a sink
-//! never commits content from an untrusted source without it being checked.
+//! never commits content from an untrusted source without it being checked. The checking
+//! is sealift-oci's [`Verifier`]; this is only its async reader.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use sealift_oci::digest::Hasher;
+use sealift_oci::verify::{Verifier, VerifyError};
 use sealift_oci::Descriptor;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Verifies on EOF; errors as soon as the stream passes the declared size.
 pub struct Verified<R> {
     inner: R,
-    desc: Descriptor,
-    hasher: Option<Hasher>,
-    seen: u64,
+    /// `None` once the end was checked.
+    verifier: Option<Verifier>,
 }
 
 impl<R> Verified<R> {
@@ -22,11 +22,17 @@ impl<R> Verified<R> {
     pub fn new(inner: R, desc: &Descriptor) -> Verified<R> {
         Verified {
             inner,
-            hasher: Some(Hasher::new(desc.digest.algorithm())),
-            desc: desc.clone(),
-            seen: 0,
+            verifier: Some(Verifier::new(&desc.digest, desc.size)),
         }
     }
+}
+
+fn io_error(e: VerifyError) -> io::Error {
+    let kind = match e {
+        VerifyError::TooShort { .. } => io::ErrorKind::UnexpectedEof,
+        VerifyError::TooLong { .. } | VerifyError::Mismatch { .. } => io::ErrorKind::InvalidData,
+    };
+    io::Error::new(kind, e.to_string())
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Verified<R> {
@@ -41,42 +47,51 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verified<R> {
             other => return other,
         }
         let new = &buf.filled()[before..];
-        let n = new.len() as u64;
         let me = &mut *self;
-        if n == 0 {
-            if let Some(h) = me.hasher.take() {
-                if me.seen != me.desc.size {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "{}: got {} bytes, expected {}",
-                            me.desc.digest, me.seen, me.desc.size
-                        ),
-                    )));
-                }
-                let actual = h.finish();
-                if actual != me.desc.digest {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("digest mismatch: expected {}, got {actual}", me.desc.digest),
-                    )));
-                }
+        if new.is_empty() {
+            if let Some(v) = me.verifier.take() {
+                v.finish().map_err(io_error)?;
             }
             return Poll::Ready(Ok(()));
         }
-        me.seen += n;
-        if me.seen > me.desc.size {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: more than the declared {} bytes",
-                    me.desc.digest, me.desc.size
-                ),
-            )));
-        }
-        if let Some(h) = me.hasher.as_mut() {
-            h.update(new);
+        if let Some(v) = me.verifier.as_mut() {
+            if let Err(e) = v.update(new) {
+                // A read that fails hands out no bytes (tokio's readers assert it).
+                buf.set_filled(before);
+                return Poll::Ready(Err(io_error(e)));
+            }
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealift_oci::Digest;
+    use tokio::io::AsyncReadExt;
+
+    async fn read(bytes: &'static [u8], desc: &Descriptor) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Verified::new(bytes, desc).read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn passes_the_declared_bytes_and_refuses_others() {
+        let desc = Descriptor::new("x", Digest::sha256(b"hello"), 5);
+        assert_eq!(read(b"hello", &desc).await.unwrap(), b"hello");
+        let e = read(b"jello", &desc).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().starts_with("digest mismatch"), "{e}");
+        let e = read(b"hell", &desc).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("got 4 bytes, expected 5"), "{e}");
+        let e = read(b"hello!", &desc).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            e.to_string().contains("more than the declared 5 bytes"),
+            "{e}"
+        );
     }
 }
