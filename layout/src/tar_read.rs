@@ -346,3 +346,85 @@ impl Read for BlobReader {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::index_json;
+    use crate::tar_write::TarLayoutWriter;
+
+    /// A zstd layout tarball whose blobs come before index.json; the blobs' descriptors.
+    fn zstd_layout(path: &Path, blobs: &[Vec<u8>]) -> Vec<Descriptor> {
+        let descs: Vec<Descriptor> = blobs
+            .iter()
+            .map(|b| {
+                Descriptor::new(
+                    "application/octet-stream",
+                    Digest::sha256(b),
+                    b.len() as u64,
+                )
+            })
+            .collect();
+        let enc = zstd::stream::write::Encoder::new(File::create(path).unwrap(), 3).unwrap();
+        let mut w = TarLayoutWriter::new(enc);
+        w.dirs(["sha256"]).unwrap();
+        for (d, b) in descs.iter().zip(blobs) {
+            w.blob(&d.digest, d.size, &b[..]).unwrap();
+        }
+        let entries: Vec<_> = descs.iter().map(|d| format::index_entry(d, None)).collect();
+        w.index(&index_json(&entries, None)).unwrap();
+        w.oci_layout().unwrap();
+        w.finish().unwrap().finish().unwrap();
+        descs
+    }
+
+    fn read_all(t: &TarLayout, d: &Descriptor) -> Vec<u8> {
+        let mut out = Vec::new();
+        t.open_blob(d)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn compressed_blobs_read_in_any_order_with_readers_parked_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.tar.zst");
+        let blobs: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| vec![i; 100_000 + usize::from(i)])
+            .collect();
+        let descs = zstd_layout(&p, &blobs);
+        let t = TarLayout::open(&p).unwrap();
+        assert!(t.is_compressed());
+        assert_eq!(t.entries().len(), 4);
+        // Backwards, then forwards: each read gives exactly its blob's bytes.
+        for i in [3, 1, 0, 2, 3, 0] {
+            assert_eq!(read_all(&t, &descs[i]), blobs[i], "blob {i}");
+        }
+        // Forward reads reuse a parked reader instead of starting again.
+        let parked = t.parked.lock().unwrap().len();
+        assert!((1..=PARKED).contains(&parked), "{parked}");
+    }
+
+    #[test]
+    fn a_size_other_than_the_declared_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.tar.zst");
+        let descs = zstd_layout(&p, &[vec![7u8; 5000]]);
+        let t = TarLayout::open(&p).unwrap();
+        let mut wrong = descs[0].clone();
+        wrong.size = 4000;
+        assert!(matches!(
+            t.open_blob(&wrong),
+            Err(LayoutError::EntrySize {
+                size: 5000,
+                declared: 4000,
+                ..
+            })
+        ));
+        let absent = Descriptor::new("x", Digest::sha256(b"absent"), 6);
+        assert!(t.open_blob(&absent).unwrap().is_none());
+    }
+}
