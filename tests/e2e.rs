@@ -3,6 +3,7 @@
 mod e2e {
     pub mod util;
 
+    mod archive;
     mod bundle;
     mod clients;
     mod concurrent;

@@ -16,8 +16,10 @@ use sealift_oci::{Digest, ManifestKind, ManifestView, Platform, StoreRef};
 use sealift_store::Store;
 
 use super::error::LayoutError;
-use super::export::{header, write_partial, Compressor, ExportReport, Format};
 use super::Progress;
+use crate::compress::Compressor;
+use crate::export::ExportReport;
+use crate::format::{header, write_partial, Format};
 
 /// How to write a Docker archive.
 #[derive(Clone, Default)]

@@ -162,7 +162,7 @@ impl Inventory {
     /// Write atomically; returns the inventory's id.
     pub fn write(&self, path: &Path) -> Result<Digest, LayoutError> {
         let bytes = self.encode();
-        let tmp = super::export::tmp_path(path);
+        let tmp = crate::format::tmp_path(path);
         let mut f = fs::File::create(&tmp).map_err(LayoutError::io("creating", &tmp))?;
         f.write_all(&bytes)
             .and_then(|_| f.sync_all())

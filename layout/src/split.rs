@@ -82,7 +82,7 @@ impl SplitWriter {
     }
 
     fn partial(&self, i: usize) -> PathBuf {
-        super::export::tmp_path(&part_path(&self.base, i))
+        crate::format::tmp_path(&part_path(&self.base, i))
     }
 
     fn close_part(&mut self) -> io::Result<()> {
@@ -122,7 +122,7 @@ impl SplitWriter {
         while fs::remove_file(part_path(&self.base, i)).is_ok() {
             i += 1;
         }
-        let tmp = super::export::tmp_path(&sums);
+        let tmp = crate::format::tmp_path(&sums);
         fs::write(&tmp, lines).map_err(LayoutError::io("writing", &tmp))?;
         File::open(&tmp)
             .and_then(|f| f.sync_all())

@@ -23,6 +23,10 @@ pub fn sealift_bin() -> PathBuf {
         let fresh = built.is_some_and(|b| {
             [
                 "cli/src",
+                "oci/src",
+                "registry/src",
+                "layout/src",
+                "copy/src",
                 "store/src",
                 "sync/src",
                 "serve/src",

@@ -1,140 +1,103 @@
-//! An OCI layout tarball as a source (plain tar, read in place by offset) and a sink
-//! (written sequentially to `FILE.partial`, renamed when complete).
+//! An OCI layout tarball as a source and a sink: async adapters over sealift-layout's
+//! [`TarLayout`] (read in place: plain, gzip or zstd) and [`TarLayoutWriter`] (written
+//! sequentially to `FILE.partial`, renamed when complete).
+//!
+//! Reading a compressed tarball: it cannot seek, so [`LayoutTarSource::open`] reads it once
+//! (entries checked, index.json read, each blob's place noted, manifests and configs kept in
+//! memory up to 64 MiB), and each blob is read by decompressing again from the start or
+//! from where an earlier blob read stopped (a parked reader). Blobs read in tar order cost
+//! one extra decompression pass in all; a blob before one already read costs a pass from the
+//! start up to it; the copy's concurrent blob reads decompress independently (up to its
+//! parallelism at once). The cost is CPU, never disk: nothing is extracted. A plain tarball
+//! is read by offset, in any order, for free. See sealift_layout::tar_read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use sealift_oci::{Descriptor, Digest, ManifestView};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::SyncIoBridge;
+use bytes::Bytes;
+use sealift_layout::format::{index_entry, index_json, tmp_path};
+use sealift_layout::{TarLayout, TarLayoutWriter};
+use sealift_oci::{Descriptor, Digest};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::layout_dir::{index_entry, referrers_among, select};
+use super::layout_dir::{referrers_among, select};
 use super::verify::Verified;
 use super::{BlobStream, Root, Sink, Source, TransportError};
-use sealift_layout::entry::{classify, EntryPath};
-use sealift_layout::export::{header, index_json, tmp_path, OCI_LAYOUT};
-use sealift_layout::LayoutError;
 
 fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> TransportError {
     let what = what.to_string();
     move |source| TransportError::Io { what, source }
 }
 
-/// A plain (uncompressed) layout tarball read as a source, blobs read by offset.
+/// A layout tarball (plain, gzip or zstd) read as a source.
 pub struct LayoutTarSource {
-    path: PathBuf,
+    layout: Arc<TarLayout>,
     reference: Option<String>,
-    blobs: HashMap<Digest, (u64, u64)>,
-    index: Vec<Descriptor>,
 }
 
 impl LayoutTarSource {
-    /// Scan the tarball's headers once (no blob bytes are read).
+    /// Read the tarball once (see the module comment). Blocking: call it off the runtime.
     pub fn open(
         path: PathBuf,
         reference: Option<String>,
     ) -> Result<LayoutTarSource, TransportError> {
-        let shown = path.display().to_string();
-        let mut f = File::open(&path).map_err(io_err(&shown))?;
-        let mut magic = [0u8; 4];
-        let n = f.read(&mut magic).map_err(io_err(&shown))?;
-        if magic[..n].starts_with(&[0x1f, 0x8b])
-            || magic[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        {
-            return Err(TransportError::Unsupported(format!(
-                "{shown} is compressed; a compressed oci-archive cannot be read in place: `sealift import` it into the store, then copy from store:"
-            )));
-        }
-        let f = File::open(&path).map_err(io_err(&shown))?;
-        let mut archive = tar::Archive::new(f);
-        let mut blobs = HashMap::new();
-        let mut index_bytes = None;
-        let tar_err = |source| LayoutError::Tar {
-            path: shown.clone(),
-            source,
-        };
-        for entry in archive.entries().map_err(tar_err)? {
-            let mut e = entry.map_err(tar_err)?;
-            let raw = e.path_bytes().into_owned();
-            let et = e.header().entry_type();
-            if et.is_symlink() || et.is_hard_link() {
-                return Err(LayoutError::UnsafeEntry {
-                    entry: String::from_utf8_lossy(&raw).into_owned(),
-                    reason: "symlinks and hard links are refused".into(),
-                }
-                .into());
-            }
-            if !et.is_file() {
-                continue;
-            }
-            let kind = classify(&raw).map_err(|r| LayoutError::UnsafeEntry {
-                entry: String::from_utf8_lossy(&raw).into_owned(),
-                reason: r.to_string(),
-            })?;
-            match kind {
-                EntryPath::Blob(d) => {
-                    blobs.insert(d, (e.raw_file_position(), e.size()));
-                }
-                EntryPath::IndexJson => {
-                    let mut b = Vec::new();
-                    (&mut e)
-                        .take(sealift_oci::manifest::MAX_MANIFEST_SIZE as u64 + 1)
-                        .read_to_end(&mut b)
-                        .map_err(tar_err)?;
-                    index_bytes = Some(b);
-                }
-                _ => {}
-            }
-        }
-        let bytes = index_bytes.ok_or_else(|| LayoutError::MissingIndex(shown.clone()))?;
-        let index = ManifestView::parse(&bytes, Some(sealift_oci::media_type::OCI_INDEX))
-            .map_err(|e| LayoutError::BadLayoutFile {
-                path: format!("{shown}/index.json"),
-                reason: e.to_string(),
-            })?
-            .manifests;
         Ok(LayoutTarSource {
-            path,
+            layout: Arc::new(TarLayout::open(&path)?),
             reference,
-            blobs,
-            index,
         })
     }
 
     /// The index.json entries (ref names say which images the tarball holds).
     pub fn entries(&self) -> &[Descriptor] {
-        &self.index
+        self.layout.entries()
     }
 
-    async fn open_blob(
-        &self,
-        desc: &Descriptor,
-    ) -> Result<tokio::io::Take<tokio::fs::File>, TransportError> {
-        let (offset, size) = *self.blobs.get(&desc.digest).ok_or_else(|| {
-            TransportError::NotFound(format!("{} in {}", desc.digest, self.describe()))
-        })?;
-        let mut f = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(io_err(self.path.display()))?;
-        f.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(io_err(self.path.display()))?;
-        Ok(f.take(size))
+    /// The blob's bytes, unverified, read on a blocking thread and handed over in 256 KiB
+    /// pieces.
+    async fn open_blob(&self, desc: &Descriptor) -> Result<BlobStream, TransportError> {
+        let (layout, d) = (self.layout.clone(), desc.clone());
+        let reader = tokio::task::spawn_blocking(move || layout.open_blob(&d)).await??;
+        let Some(mut reader) = reader else {
+            return Err(TransportError::NotFound(format!(
+                "{} in {}",
+                desc.digest,
+                self.describe()
+            )));
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || loop {
+            let mut buf = vec![0u8; 256 << 10];
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        });
+        let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Ok(Box::new(StreamReader::new(chunks)))
     }
 }
 
 #[async_trait]
 impl Source for LayoutTarSource {
     fn describe(&self) -> String {
-        format!("oci-archive:{}", self.path.display())
+        format!("oci-archive:{}", self.layout.path().display())
     }
 
     async fn resolve(&self) -> Result<Root, TransportError> {
-        let mut descriptor = select(&self.index, self.reference.as_deref(), &self.describe())?;
+        let mut descriptor = select(self.entries(), self.reference.as_deref(), &self.describe())?;
         descriptor.annotations.clear();
         let bytes = self.manifest(&descriptor).await?;
         Ok(Root { descriptor, bytes })
@@ -152,12 +115,12 @@ impl Source for LayoutTarSource {
     }
 
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
-        Ok(referrers_among(self, &self.index, subject).await)
+        Ok(referrers_among(self, self.entries(), subject).await)
     }
 }
 
 struct TarState {
-    builder: Option<tar::Builder<File>>,
+    builder: Option<TarLayoutWriter<File>>,
     written: HashSet<Digest>,
     root: Option<Descriptor>,
     referrers: Vec<(Descriptor, Option<String>)>,
@@ -184,15 +147,8 @@ impl LayoutTarSink {
         }
         let tmp = tmp_path(&path);
         let f = File::create(&tmp).map_err(io_err(tmp.display()))?;
-        let mut b = tar::Builder::new(f);
-        b.append_data(&mut header(0, 0o755, true), "blobs/", std::io::empty())
-            .map_err(io_err(tmp.display()))?;
-        b.append_data(
-            &mut header(0, 0o755, true),
-            "blobs/sha256/",
-            std::io::empty(),
-        )
-        .map_err(io_err(tmp.display()))?;
+        let mut b = TarLayoutWriter::new(f);
+        b.dirs(["sha256"]).map_err(io_err(tmp.display()))?;
         Ok(LayoutTarSink {
             path,
             reference,
@@ -218,12 +174,7 @@ impl LayoutTarSink {
             let b = st.builder.as_mut().ok_or_else(|| {
                 TransportError::Unsupported(format!("{shown} is already finished"))
             })?;
-            let name = format!(
-                "blobs/{}/{}",
-                desc.digest.algorithm().as_str(),
-                desc.digest.hex()
-            );
-            b.append_data(&mut header(desc.size, 0o644, false), name, reader)
+            b.blob(&desc.digest, desc.size, reader)
                 .map_err(io_err(format!("{} into {shown}", desc.digest)))?;
             st.written.insert(desc.digest.clone());
             Ok(())
@@ -321,20 +272,10 @@ impl Sink for LayoutTarSink {
                 return Ok(());
             };
             let tmp = tmp_path(&path);
-            let index = index_json(&entries);
-            b.append_data(
-                &mut header(index.len() as u64, 0o644, false),
-                "index.json",
-                &index[..],
-            )
-            .map_err(io_err(tmp.display()))?;
-            b.append_data(
-                &mut header(OCI_LAYOUT.len() as u64, 0o644, false),
-                "oci-layout",
-                OCI_LAYOUT,
-            )
-            .map_err(io_err(tmp.display()))?;
-            let f = b.into_inner().map_err(io_err(tmp.display()))?;
+            b.index(&index_json(&entries, None))
+                .map_err(io_err(tmp.display()))?;
+            b.oci_layout().map_err(io_err(tmp.display()))?;
+            let f = b.finish().map_err(io_err(tmp.display()))?;
             f.sync_all().map_err(io_err(tmp.display()))?;
             std::fs::rename(&tmp, &path).map_err(io_err(path.display()))?;
             Ok(())

@@ -1,0 +1,111 @@
+//! The compressions a layout tarball may have (none, gzip, zstd): detected from the first
+//! bytes when reading, chosen by the file name when writing.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use crate::error::LayoutError;
+use crate::format::Format;
+
+/// A tar stream, decompressed as its first bytes say.
+pub enum Decompressed<R: Read> {
+    /// A plain tar.
+    Plain(BufReader<R>),
+    /// gzip (several members read as one stream, as `tar xz` does).
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<R>>>),
+    /// zstd.
+    Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
+}
+
+impl<R: Read> Decompressed<R> {
+    /// Sniff `reader`'s first bytes and decompress accordingly. `name` is for messages.
+    pub fn new(reader: R, name: &str) -> Result<Decompressed<R>, LayoutError> {
+        let tar_err = |source| LayoutError::Tar {
+            path: name.to_string(),
+            source,
+        };
+        let mut buf = BufReader::with_capacity(1 << 20, reader);
+        let head = buf.fill_buf().map_err(tar_err)?;
+        Ok(if head.starts_with(&[0x1f, 0x8b]) {
+            Decompressed::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(buf)))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Decompressed::Zstd(zstd::stream::read::Decoder::with_buffer(buf).map_err(tar_err)?)
+        } else {
+            Decompressed::Plain(buf)
+        })
+    }
+
+    /// Whether the stream is compressed (then it cannot be read by offset).
+    pub fn is_compressed(&self) -> bool {
+        !matches!(self, Decompressed::Plain(_))
+    }
+}
+
+impl<R: Read> Read for Decompressed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decompressed::Plain(r) => r.read(buf),
+            Decompressed::Gzip(r) => r.read(buf),
+            Decompressed::Zstd(r) => r.read(buf),
+        }
+    }
+}
+
+/// `out` wrapped in the compression `format` names (none for a plain tar). Finished
+/// explicitly, so an error writing the compressed stream's end is reported, not dropped.
+pub enum Compressor<'a> {
+    /// A plain tar.
+    Plain(&'a mut dyn Write),
+    /// gzip.
+    Gzip(flate2::write::GzEncoder<&'a mut dyn Write>),
+    /// zstd.
+    Zstd(zstd::stream::write::Encoder<'static, &'a mut dyn Write>),
+}
+
+impl<'a> Compressor<'a> {
+    /// Start compressing into `out`; `shown` names the file in messages.
+    pub fn new(
+        out: &'a mut dyn Write,
+        format: Format,
+        shown: &Path,
+    ) -> Result<Compressor<'a>, LayoutError> {
+        Ok(match format {
+            Format::TarGz => Compressor::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::fast(),
+            )),
+            Format::TarZst => Compressor::Zstd(
+                zstd::stream::write::Encoder::new(out, 3)
+                    .map_err(LayoutError::io("starting zstd for", shown))?,
+            ),
+            _ => Compressor::Plain(out),
+        })
+    }
+
+    /// Write the compressed stream's end and flush.
+    pub fn finish(self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Gzip(g) => g.finish()?.flush(),
+            Compressor::Zstd(z) => z.finish()?.flush(),
+        }
+    }
+}
+
+impl Write for Compressor<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Plain(w) => w.write(buf),
+            Compressor::Gzip(g) => g.write(buf),
+            Compressor::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Gzip(g) => g.flush(),
+            Compressor::Zstd(z) => z.flush(),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! What an export writes: the index.json entries and every blob of the images' graphs (and,
+//! asked, their referrers'), in a stable order, less what a delta's base inventory lists.
+
+use std::collections::HashSet;
+
+use sealift_oci::media_type as mt;
+use sealift_oci::{Digest, StoreRef};
+use sealift_store::Store;
+
+use crate::error::LayoutError;
+use crate::inventory::Inventory;
+
+pub(super) struct Plan {
+    /// index.json entries: descriptor JSON.
+    pub(super) entries: Vec<serde_json::Value>,
+    /// Every blob to write, in a stable order.
+    pub(super) blobs: Vec<(Digest, u64)>,
+    pub(super) images: Vec<(String, Digest)>,
+    /// Blobs left out of a delta, and their bytes.
+    pub(super) omitted: (usize, u64),
+}
+
+/// Walk `refs` (and, with `referrers`, their referrers) in the store; a delta leaves out
+/// the blobs (not manifests) `base` lists.
+pub(super) fn plan(
+    store: &Store,
+    refs: &[StoreRef],
+    referrers: bool,
+    base: Option<&Inventory>,
+) -> Result<Plan, LayoutError> {
+    let mut entries = Vec::new();
+    let mut images = Vec::new();
+    let mut seen: HashSet<Digest> = HashSet::new();
+    let mut blobs = Vec::new();
+    let mut listed: HashSet<Digest> = HashSet::new();
+    let mut omitted = (0, 0);
+    for r in refs {
+        let d = store.resolve(r)?;
+        let name = r.to_string();
+        let mut roots = vec![(d.clone(), Some(name.clone()))];
+        let mut i = 0;
+        while i < roots.len() {
+            let (root, ref_name) = roots[i].clone();
+            i += 1;
+            let (nodes, missing) = store.walk(&root)?;
+            if let Some((parent, child)) = missing.into_iter().next() {
+                return Err(LayoutError::MissingBlob {
+                    digest: child,
+                    media_type: String::new(),
+                    needed_by: format!("{parent} (image {name} is broken; run sealift verify)"),
+                });
+            }
+            for (nd, rec) in &nodes {
+                if seen.insert(nd.clone()) {
+                    let at_site = base.is_some_and(|b| !rec.manifest && b.digests.contains(nd));
+                    if at_site {
+                        omitted.0 += 1;
+                        omitted.1 += rec.size;
+                    } else {
+                        blobs.push((nd.clone(), rec.size));
+                    }
+                }
+                if referrers && rec.manifest {
+                    let mut refs = store.referrers(nd)?;
+                    refs.sort();
+                    for rd in refs {
+                        if !roots.iter().any(|(x, _)| x == &rd) {
+                            roots.push((rd, None));
+                        }
+                    }
+                }
+            }
+            let rec = store
+                .record(&root)?
+                .ok_or_else(|| sealift_store::Error::NotFound(root.clone()))?;
+            let mut entry = serde_json::json!({
+                "mediaType": rec.media_type,
+                "digest": root.to_string(),
+                "size": rec.size,
+            });
+            if let Some(a) = &rec.artifact_type {
+                if rec.subject.is_some() {
+                    entry["artifactType"] = serde_json::Value::String(a.clone());
+                }
+            }
+            if let Some(n) = &ref_name {
+                entry["annotations"] = serde_json::json!({ mt::ANNOTATION_REF_NAME: n });
+                images.push((n.clone(), root.clone()));
+            }
+            if ref_name.is_some() || listed.insert(root.clone()) {
+                entries.push(entry);
+            }
+        }
+    }
+    Ok(Plan {
+        entries,
+        blobs,
+        images,
+        omitted,
+    })
+}
