@@ -2,7 +2,7 @@
 //! sealift-fixtures and stored with the store library directly; the store is dropped before
 //! the binary runs, since one process holds a store at a time.
 //!
-//! About 600 lines, kept as one file on purpose: one fixture shared by fourteen short
+//! Long file: about 600 lines, kept as one file on purpose: one fixture shared by fourteen short
 //! command tests, which a module split would only scatter (the per-area e2e suites live in
 //! tests/e2e/).
 

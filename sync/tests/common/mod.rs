@@ -1,6 +1,8 @@
 //! Helpers shared by the copy, conversion and job tests (each uses some of them).
 #![allow(dead_code)]
 
+pub mod schema;
+
 use std::sync::Arc;
 
 use sealift_copy::copy::{copy, CopyOptions, CopyReport};
