@@ -5,10 +5,13 @@
 //! walks a manifest graph from a source to a sink, and format conversion planned before the
 //! copy runs.
 
+pub mod clients;
 pub mod convert;
 pub mod copy;
 pub mod location;
+pub mod place;
 pub mod transport;
 
+pub use clients::Clients;
 pub use copy::{copy, CopyOptions, CopyReport};
 pub use location::Location;

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use sealift_copy::copy::{copy, CopyOptions};
 use sealift_copy::location::Location;
-use sealift_copy::transport::{open_sink, open_source, OpenOptions};
+use sealift_copy::transport::{open_sink, open_source};
+use sealift_copy::Clients;
 use sealift_fixtures::{Layout, CORPUS_REFS};
 use sealift_layout::{import_path, ImportOptions};
 use sealift_oci::{Digest, Repo, Tag};
@@ -304,8 +305,8 @@ async fn sealift_pulls_every_image_and_its_referrers() {
             .parse()
             .unwrap();
         let dst: Location = format!("store:copied:{name}").parse().unwrap();
-        let source = open_source(&src, Some(&other), &OpenOptions::default()).unwrap();
-        let sink = open_sink(&dst, Some(&other), &OpenOptions::default()).unwrap();
+        let source = open_source(&src, Some(&other), &Clients::default()).unwrap();
+        let sink = open_sink(&dst, Some(&other), &Clients::default()).unwrap();
         let opts = CopyOptions {
             referrers: true,
             ..Default::default()
