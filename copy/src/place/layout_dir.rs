@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sealift_oci::{Descriptor, Digest};
 
-use super::{refnames, unsupported, Deleted, Head, Place, Reference, Repository, Writes};
+use super::{refnames, Deleted, Head, Place, Reference, Repository, Writes};
 use crate::transport::layout_dir::{index_entries, LayoutDirSink, LayoutDirSource};
 use crate::transport::{Sink, Source, TransportError};
 
@@ -82,27 +82,17 @@ impl Repository for LayoutDirRepository {
 
     async fn head(&self, tag: &str) -> Result<Option<Head>, TransportError> {
         let e = entries(&self.dir).await?;
-        Ok(
-            refnames::find(&e, &self.default_repo, &self.name, tag)
-                .map(|n| refnames::head(n.entry)),
-        )
+        Ok(refnames::head(&e, &self.default_repo, &self.name, tag))
     }
 
     async fn delete(&self, _tag: &str, _digest: &Digest) -> Result<Deleted, TransportError> {
-        Err(unsupported(&self.describe(), "layouts do not delete tags"))
+        Err(refnames::no_delete(&self.describe()))
     }
 
-    /// By the tag's ref name as written (a bare tag stays bare); the digest is not used.
+    /// By the tag's ref name as written (a bare tag stays bare).
     async fn source(&self, at: &Reference) -> Result<Arc<dyn Source>, TransportError> {
-        let Some(tag) = &at.tag else {
-            return Err(unsupported(
-                &self.describe(),
-                "layout images are read by tag",
-            ));
-        };
         let e = entries(&self.dir).await?;
-        let n = refnames::find(&e, &self.default_repo, &self.name, tag)
-            .ok_or_else(|| TransportError::NotFound(format!("{}:{tag}", self.describe())))?;
+        let n = refnames::entry_for(&e, &self.default_repo, &self.name, at, &self.describe())?;
         Ok(Arc::new(LayoutDirSource::new(
             self.dir.clone(),
             Some(n.ref_name.to_string()),

@@ -116,30 +116,22 @@ impl Repository for LayoutTarRepository {
 
     async fn head(&self, tag: &str) -> Result<Option<Head>, TransportError> {
         let s = self.archive.scanned().await?;
-        Ok(
-            refnames::find(s.entries(), &self.archive.default_repo, &self.name, tag)
-                .map(|n| refnames::head(n.entry)),
-        )
+        let repo = &self.archive.default_repo;
+        Ok(refnames::head(s.entries(), repo, &self.name, tag))
     }
 
     async fn delete(&self, _tag: &str, _digest: &Digest) -> Result<Deleted, TransportError> {
-        Err(unsupported(&self.describe(), "layouts do not delete tags"))
+        Err(refnames::no_delete(&self.describe()))
     }
 
-    /// An image of the one scan (no new scan per image); the digest is not used.
+    /// An image of the one scan (no new scan per image).
     async fn source(&self, at: &Reference) -> Result<Arc<dyn Source>, TransportError> {
-        let Some(tag) = &at.tag else {
-            return Err(unsupported(
-                &self.describe(),
-                "layout images are read by tag",
-            ));
-        };
         let s = self.archive.scanned().await?;
-        let n = refnames::find(s.entries(), &self.archive.default_repo, &self.name, tag)
-            .ok_or_else(|| TransportError::NotFound(format!("{}:{tag}", self.describe())))?;
+        let repo = &self.archive.default_repo;
+        let n = refnames::entry_for(s.entries(), repo, &self.name, at, &self.describe())?;
         Ok(Arc::new(TarImage {
             archive: s.clone(),
-            root: refnames::head(n.entry).descriptor,
+            root: refnames::root(n.entry),
         }))
     }
 

@@ -7,6 +7,9 @@ use std::path::Path;
 
 use sealift_oci::Descriptor;
 
+use super::{unsupported, Head, Reference};
+use crate::transport::TransportError;
+
 /// Split a layout ref name into repository and tag; a bare tag gets `default_repo`.
 pub fn split_ref_name(name: &str, default_repo: &str) -> Option<(String, String)> {
     match name.rsplit_once(':') {
@@ -111,15 +114,41 @@ pub fn find<'a>(
         .find(|n| n.repo == repo && n.tag == tag)
 }
 
-/// What a tag's entry says, as a [`super::Head`] (layouts have no ETag). The entry's
+/// What `repo:tag`'s entry says, as a [`Head`] (layouts have no ETag). The entry's
 /// annotations are dropped: they describe the entry, not the manifest.
-pub fn head(entry: &Descriptor) -> super::Head {
-    let mut descriptor = entry.clone();
-    descriptor.annotations.clear();
-    super::Head {
-        descriptor,
+pub fn head(entries: &[Descriptor], default_repo: &str, repo: &str, tag: &str) -> Option<Head> {
+    find(entries, default_repo, repo, tag).map(|n| Head {
+        descriptor: root(n.entry),
         etag: None,
-    }
+    })
+}
+
+/// An entry as an image's root descriptor (without the entry's annotations).
+pub fn root(entry: &Descriptor) -> Descriptor {
+    let mut d = entry.clone();
+    d.annotations.clear();
+    d
+}
+
+/// The entry a layout source opens for `at`: by tag (layouts name images by ref name; the
+/// digest is not used). `shown`: the repository, for errors.
+pub fn entry_for<'a>(
+    entries: &'a [Descriptor],
+    default_repo: &str,
+    repo: &str,
+    at: &Reference,
+    shown: &str,
+) -> Result<Named<'a>, TransportError> {
+    let Some(tag) = &at.tag else {
+        return Err(unsupported(shown, "layout images are read by tag"));
+    };
+    find(entries, default_repo, repo, tag)
+        .ok_or_else(|| TransportError::NotFound(format!("{shown}:{tag}")))
+}
+
+/// Layouts do not delete.
+pub fn no_delete(shown: &str) -> TransportError {
+    unsupported(shown, "layouts do not delete tags")
 }
 
 #[cfg(test)]
