@@ -46,8 +46,8 @@ pub struct Head {
 pub struct Reference {
     /// The tag (a sink points it at what it wrote).
     pub tag: Option<String>,
-    /// The digest: a source reads exactly this (a registry is asked by digest, so a tag
-    /// moving between a check and the copy does not change what is copied).
+    /// The digest: a registry or store source reads exactly this, so a tag moving between
+    /// a check and the copy does not change what is copied (layouts read by tag).
     pub digest: Option<Digest>,
 }
 
