@@ -5,12 +5,15 @@
 //! walks a manifest graph from a source to a sink, and format conversion planned before the
 //! copy runs.
 
+pub mod clients;
 pub mod convert;
 pub mod copy;
 pub mod location;
+pub mod place;
 mod plan;
 pub mod transport;
 mod walk;
 
+pub use clients::Clients;
 pub use copy::{copy, CopyOptions, CopyReport};
 pub use location::Location;

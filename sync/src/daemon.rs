@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigError};
 use crate::control;
 use crate::inbox::{Inbox, InboxError, Ledger, Outcome};
-use crate::job::{run_job, RunOptions};
+use crate::job::{clients, run_job, RunOptions};
 
 /// Errors that stop the daemon (a failing job or import does not).
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,9 @@ enum Wake {
 /// Run until `opts.shutdown` is cancelled.
 pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<(), DaemonError> {
     let mut config = Arc::new(Config::load(&opts.config_path)?);
+    // One registry client pool for every run, so a [[registry]]'s limits hold over all jobs;
+    // rebuilt only when a reload changes the [[registry]] sections.
+    let mut pool = Arc::new(clients(&config));
     let stop = opts.shutdown.clone();
     let control_task = match opts.control {
         Some(handler) => {
@@ -113,12 +116,14 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<(), DaemonErr
             let token = stop.child_token();
             running.insert(job.name.clone(), token.clone());
             let (store, config, job) = (Arc::clone(&store), Arc::clone(&config), job.clone());
+            let pool = Arc::clone(&pool);
             // run_job's future is not Send (higher-ranked borrows inside the copy engine),
             // so each run gets a blocking thread that drives it on this runtime.
             let handle = tokio::runtime::Handle::current();
             jobs.spawn_blocking(move || {
                 let opts = RunOptions {
                     cancel: token,
+                    clients: Some(pool),
                     ..RunOptions::default()
                 };
                 let ok = match handle.block_on(run_job(&store, &config, &job, &opts)) {
@@ -199,6 +204,9 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<(), DaemonErr
                             }
                             due.retain(|name, _| new.job(name).is_some());
                             let inbox_changed = format!("{:?}", config.inbox) != format!("{:?}", new.inbox);
+                            if format!("{:?}", config.registries) != format!("{:?}", new.registries) {
+                                pool = Arc::new(clients(&new));
+                            }
                             config = new;
                             if inbox_changed {
                                 inbox = open_inbox(&config, &mut watcher)?;

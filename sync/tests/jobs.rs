@@ -611,3 +611,93 @@ async fn a_deep_index_chain_fails_its_image_and_the_job_goes_on() {
         .iter()
         .all(|t| !t.repo.to_string().contains("deep")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bundle_destination_and_a_tarball_source_go_through_their_places() {
+    let w = World::new();
+    let c = w.config(
+        r#"
+[[job]]
+name = "in"
+source = "oci:corpus"
+destination = "store:"
+referrers = true
+
+[[job]]
+name = "bundle"
+source = "store:"
+destination = "oci-archive:out/all.tar"
+referrers = true
+
+[[job]]
+name = "back"
+source = "oci-archive:out/all.tar"
+destination = "store:back"
+"#,
+    );
+    assert!(w.run(&c, "in", false).await.ok());
+    let tar = w.tmp.path().join("out/all.tar");
+
+    // Dry run: the plan, no file.
+    let r = w.run(&c, "bundle", true).await;
+    assert_eq!(r.copied.len(), 15, "{r:?}");
+    assert!(r.copied.iter().all(|i| i.outcome == "would copy"));
+    assert!(!tar.exists());
+
+    let r = w.run(&c, "bundle", false).await;
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.copied.len(), 15);
+    assert!(r.bytes > 0);
+    let one = r
+        .copied
+        .iter()
+        .find(|i| i.source == format!("store:{}:latest", mirror_repo(1)))
+        .unwrap();
+    assert_eq!(
+        one.destination,
+        format!("oci-archive:{}:{}:latest", tar.display(), mirror_repo(1))
+    );
+    assert!(tar.is_file());
+    // Nothing changed: not written again.
+    let r = w.run(&c, "bundle", false).await;
+    assert!(r.ok(), "{r:?}");
+    assert!(r.copied.is_empty());
+    assert_eq!(r.skipped.len(), 15);
+    assert!(r
+        .skipped
+        .iter()
+        .all(|i| i.reason.as_deref() == Some("bundle unchanged")));
+
+    // The tarball as a source (scanned once for the whole job): the same digests arrive.
+    let r = w.run(&c, "back", false).await;
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.copied.len(), 15);
+    for t in TAGS {
+        for i in 0..3 {
+            let a = w
+                .store
+                .resolve(
+                    &format!("{}:{t}", mirror_repo(i))
+                        .parse::<StoreRef>()
+                        .unwrap(),
+                )
+                .unwrap();
+            let b = w
+                .store
+                .resolve(
+                    &format!("back/{}:{t}", mirror_repo(i))
+                        .parse::<StoreRef>()
+                        .unwrap(),
+                )
+                .unwrap();
+            assert_eq!(a, b, "{i} {t}");
+        }
+    }
+    let r = w.run(&c, "back", false).await;
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.skipped.len(), 15, "{r:?}");
+    assert!(r
+        .skipped
+        .iter()
+        .all(|i| i.reason.as_deref() == Some("unchanged")));
+}

@@ -8,6 +8,7 @@ use sealift_copy::convert::{Convert, Format};
 use sealift_copy::copy::{copy, CopyOptions, CopyReport};
 use sealift_copy::location::Location;
 use sealift_copy::transport::{open_sink, open_source, OpenOptions};
+use sealift_copy::Clients;
 use sealift_oci::media_type::Compression;
 use sealift_oci::{Repo, StoreRef, Tag};
 use sealift_registry::Credentials;
@@ -114,8 +115,9 @@ fn run_copy(
     };
     let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let report = rt.block_on(async {
-        let source = open_source(src, store.as_ref(), &src_opts)?;
-        let sink = open_sink(dst, store.as_ref(), &dst_opts)?;
+        let (src_clients, dst_clients) = Clients::for_copy(&src_opts, &dst_opts);
+        let source = open_source(src, store.as_ref(), &src_clients)?;
+        let sink = open_sink(dst, store.as_ref(), &dst_clients)?;
         copy(source, sink, &opts).await
     });
     bar.finish_and_clear();

@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use sealift_copy::copy::{copy, CopyOptions, CopyReport};
 use sealift_copy::location::Location;
 use sealift_copy::transport::{open_sink, open_source, OpenOptions};
+use sealift_copy::Clients;
 use sealift_layout::docker_archive::{export_docker_archive, DockerArchiveOptions};
 use sealift_layout::{
     select, split, ExportOptions, ExportReport, ImportOptions, ImportReport, Inventory,
@@ -98,6 +99,8 @@ fn push_imported(
         tls_verify: flags.tls_verify,
         ca_file: None,
     };
+    // One client pool for every push: one token cache and request limit per registry.
+    let clients = Clients::from_options(&open);
     let mut jobs = Vec::new();
     for img in &report.images {
         if let Some(r) = &img.reference {
@@ -114,8 +117,8 @@ fn push_imported(
             ..Default::default()
         };
         let result = rt.block_on(async {
-            let source = open_source(&Location::Store(src.clone()), Some(&store), &open)?;
-            let sink = open_sink(&dst, Some(&store), &open)?;
+            let source = open_source(&Location::Store(src.clone()), Some(&store), &clients)?;
+            let sink = open_sink(&dst, Some(&store), &clients)?;
             copy(source, sink, &opts).await
         });
         bar.finish_and_clear();

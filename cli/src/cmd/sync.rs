@@ -94,6 +94,8 @@ fn run_jobs(ctx: &Context, args: &SyncArgs, out: &mut dyn Write) -> Result<Statu
     let show = !ctx.quiet && !ctx.json;
     let opts = RunOptions {
         dry_run: args.dry_run,
+        // One registry client pool for every job of this command.
+        clients: Some(Arc::new(sealift_sync::job::clients(&config))),
         on_image: show.then(|| {
             Arc::new(|r: &sealift_sync::job::ImageResult| {
                 if r.outcome != "skipped" {

@@ -36,6 +36,14 @@ pub enum TransportError {
     /// Something this transport cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// A registry's settings could not be read (a password file or variable).
+    #[error("credentials for {host}: {reason}")]
+    Credentials {
+        /// The registry.
+        host: String,
+        /// Why.
+        reason: String,
+    },
     /// A manifest would not parse.
     #[error("manifest {digest}: {source}")]
     Manifest {

@@ -9,6 +9,7 @@ use sealift_oci::{Descriptor, Digest};
 use sealift_store::Store;
 use tokio::io::AsyncRead;
 
+use crate::clients::Clients;
 use crate::location::Location;
 
 pub mod error;
@@ -117,22 +118,14 @@ pub trait Sink: Send + Sync {
     }
 }
 
-/// Options for opening registries.
-#[derive(Clone, Debug, Default)]
-pub struct OpenOptions {
-    /// `--creds user:pass`, applied to the registries named on the command line.
-    pub credentials: Option<sealift_registry::Credentials>,
-    /// `--tls-verify=false`.
-    pub tls_verify: Option<bool>,
-    /// Custom CA bundle.
-    pub ca_file: Option<std::path::PathBuf>,
-}
+pub use crate::clients::OpenOptions;
 
-/// Open a location as a source. The store is passed in because one process owns it.
+/// Open a location as a source. The store is passed in because one process owns it; the
+/// registry clients come from the caller's pool.
 pub fn open_source(
     loc: &Location,
     store: Option<&Arc<Store>>,
-    opts: &OpenOptions,
+    clients: &Clients,
 ) -> Result<Arc<dyn Source>, TransportError> {
     Ok(match loc {
         Location::Registry {
@@ -141,7 +134,7 @@ pub fn open_source(
             tag,
             digest,
         } => Arc::new(registry::RegistrySource::new(
-            registry::client_for(host, opts)?,
+            clients.get(host)?,
             repo.clone(),
             tag.clone(),
             digest.clone(),
@@ -165,7 +158,7 @@ pub fn open_source(
 pub fn open_sink(
     loc: &Location,
     store: Option<&Arc<Store>>,
-    opts: &OpenOptions,
+    clients: &Clients,
 ) -> Result<Arc<dyn Sink>, TransportError> {
     Ok(match loc {
         Location::Registry {
@@ -174,7 +167,7 @@ pub fn open_sink(
             tag,
             digest,
         } => Arc::new(registry::RegistrySink::new(
-            registry::client_for(host, opts)?,
+            clients.get(host)?,
             repo.clone(),
             tag.clone(),
             digest.clone(),

@@ -1,38 +1,13 @@
 //! A registry repository as a source and a sink, over [`sealift_registry::Registry`].
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use sealift_oci::{Descriptor, Digest};
 
-use super::{BlobStream, OpenOptions, Root, Sink, Source, TransportError};
-use sealift_registry::{Registry, RegistryConfig};
-
-/// One client per registry host in the process, so its concurrency limit and token cache
-/// are shared by every copy touching that host.
-pub fn client_for(host: &str, opts: &OpenOptions) -> Result<Registry, TransportError> {
-    static CLIENTS: OnceLock<Mutex<HashMap<String, Registry>>> = OnceLock::new();
-    let map = CLIENTS.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    let key = format!("{host}|{:?}|{:?}", opts.tls_verify, opts.ca_file);
-    if let Some(r) = map.get(&key) {
-        if opts.credentials.is_none() {
-            return Ok(r.clone());
-        }
-    }
-    let mut cfg = RegistryConfig::new(host);
-    if let Some(c) = &opts.credentials {
-        cfg.credentials = Some(c.clone());
-    }
-    if let Some(v) = opts.tls_verify {
-        cfg.tls_verify = v;
-    }
-    cfg.ca_file = opts.ca_file.clone();
-    let r = Registry::new(cfg)?;
-    map.insert(key, r.clone());
-    Ok(r)
-}
+use super::{BlobStream, Root, Sink, Source, TransportError};
+use sealift_registry::Registry;
 
 /// A registry repository read as a source.
 pub struct RegistrySource {

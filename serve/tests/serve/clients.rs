@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use sealift_copy::copy::{copy, CopyOptions};
 use sealift_copy::location::Location;
-use sealift_copy::transport::{open_sink, open_source, OpenOptions};
+use sealift_copy::transport::{open_sink, open_source};
+use sealift_copy::Clients;
 use sealift_fixtures::CORPUS_REFS;
 use sealift_oci::Tag;
 use sealift_registry::{AuthEnv, Registry, RegistryConfig};
@@ -151,8 +152,8 @@ async fn sealift_pulls_every_image_and_its_referrers() {
             .parse()
             .unwrap();
         let dst: Location = format!("store:copied:{name}").parse().unwrap();
-        let source = open_source(&src, Some(&other), &OpenOptions::default()).unwrap();
-        let sink = open_sink(&dst, Some(&other), &OpenOptions::default()).unwrap();
+        let source = open_source(&src, Some(&other), &Clients::default()).unwrap();
+        let sink = open_sink(&dst, Some(&other), &Clients::default()).unwrap();
         let opts = CopyOptions {
             referrers: true,
             ..Default::default()

@@ -8,7 +8,7 @@
 use sealift_store::Store;
 use serde::{Deserialize, Serialize};
 
-use super::JobReport;
+use super::report::JobReport;
 
 /// Namespace of per-tag state.
 pub const TAG_NS: &str = "sync.tag";

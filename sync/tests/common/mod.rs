@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use sealift_copy::copy::{copy, CopyOptions, CopyReport};
 use sealift_copy::location::Location;
-use sealift_copy::transport::{open_sink, open_source, OpenOptions};
+use sealift_copy::transport::{open_sink, open_source};
+use sealift_copy::Clients;
 use sealift_fixtures::Layout;
 use sealift_oci::Digest;
 use sealift_store::Store;
@@ -30,8 +31,9 @@ pub async fn cp(
 ) -> Result<CopyReport, String> {
     let s: Location = src.parse().unwrap();
     let d: Location = dst.parse().unwrap();
-    let source = open_source(&s, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
-    let sink = open_sink(&d, store, &OpenOptions::default()).map_err(|e| e.to_string())?;
+    let clients = Clients::default();
+    let source = open_source(&s, store, &clients).map_err(|e| e.to_string())?;
+    let sink = open_sink(&d, store, &clients).map_err(|e| e.to_string())?;
     // `During` shows its whole chain in its message.
     copy(source, sink, opts).await.map_err(|e| e.to_string())
 }
