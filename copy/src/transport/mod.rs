@@ -2,17 +2,14 @@
 //! directory and an OCI layout tarball. A copy is a walk of the manifest graph from a
 //! [`Source`] to a [`Sink`] (see [`crate::copy`]).
 
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use sealift_oci::{Descriptor, Digest};
-use sealift_store::Store;
 use tokio::io::AsyncRead;
 
-use crate::clients::Clients;
-use crate::location::Location;
 
 pub mod error;
+mod open;
 pub mod layout_dir;
 pub mod layout_tar;
 pub mod registry;
@@ -20,6 +17,7 @@ pub mod store;
 pub mod verify;
 
 pub use error::TransportError;
+pub use open::{open_sink, open_source};
 
 /// A blob body being read.
 pub type BlobStream = Box<dyn AsyncRead + Send + Unpin>;
@@ -119,73 +117,6 @@ pub trait Sink: Send + Sync {
 }
 
 pub use crate::clients::OpenOptions;
-
-/// Open a location as a source. The store is passed in because one process owns it; the
-/// registry clients come from the caller's pool.
-pub fn open_source(
-    loc: &Location,
-    store: Option<&Arc<Store>>,
-    clients: &Clients,
-) -> Result<Arc<dyn Source>, TransportError> {
-    Ok(match loc {
-        Location::Registry {
-            host,
-            repo,
-            tag,
-            digest,
-        } => Arc::new(registry::RegistrySource::new(
-            clients.get(host)?,
-            repo.clone(),
-            tag.clone(),
-            digest.clone(),
-        )),
-        Location::Store(r) => Arc::new(store::StoreSource::new(
-            store.ok_or(TransportError::NoStore)?.clone(),
-            r.clone(),
-        )),
-        Location::LayoutDir { path, reference } => Arc::new(layout_dir::LayoutDirSource::new(
-            path.clone(),
-            reference.clone(),
-        )),
-        Location::LayoutTar { path, reference } => Arc::new(layout_tar::LayoutTarSource::open(
-            path.clone(),
-            reference.clone(),
-        )?),
-    })
-}
-
-/// Open a location as a sink.
-pub fn open_sink(
-    loc: &Location,
-    store: Option<&Arc<Store>>,
-    clients: &Clients,
-) -> Result<Arc<dyn Sink>, TransportError> {
-    Ok(match loc {
-        Location::Registry {
-            host,
-            repo,
-            tag,
-            digest,
-        } => Arc::new(registry::RegistrySink::new(
-            clients.get(host)?,
-            repo.clone(),
-            tag.clone(),
-            digest.clone(),
-        )),
-        Location::Store(r) => Arc::new(store::StoreSink::new(
-            store.ok_or(TransportError::NoStore)?.clone(),
-            r.clone(),
-        )?),
-        Location::LayoutDir { path, reference } => Arc::new(layout_dir::LayoutDirSink::new(
-            path.clone(),
-            reference.clone(),
-        )?),
-        Location::LayoutTar { path, reference } => Arc::new(layout_tar::LayoutTarSink::create(
-            path.clone(),
-            reference.clone(),
-        )?),
-    })
-}
 
 /// Read a whole manifest-sized stream, refusing more than the 4 MiB cap.
 pub(crate) async fn read_capped(
