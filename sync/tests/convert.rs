@@ -5,18 +5,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use common::schema::{schemas, validate_graph};
-use common::{cp, digest_of};
+use common::{cp, digest_of, skopeo, verify_full};
 use sealift_copy::convert::{Convert, Format};
 use sealift_copy::copy::CopyOptions;
 use sealift_fixtures::{corpus, gzip, layer_tar, Blob, Layout};
 use sealift_oci::diffid::diff_id;
 use sealift_oci::media_type::{self as mt, Compression};
 use sealift_oci::{Digest, ManifestView, StoreRef};
-use sealift_store::verify::VerifyOptions;
 use sealift_store::Store;
 use sealift_testkit::Registry;
 use serde_json::{json, Value};
@@ -63,29 +61,6 @@ fn diff_ids(config: &[u8]) -> Vec<Digest> {
         .iter()
         .map(|d| d.as_str().unwrap().parse().unwrap())
         .collect()
-}
-
-fn verify_full(store: &Store) {
-    let v = store
-        .verify(VerifyOptions {
-            full: true,
-            repair: false,
-        })
-        .unwrap();
-    assert!(v.problems.is_empty(), "verify --full: {:?}", v.problems);
-}
-
-fn skopeo(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(sealift_testkit::require_tool("skopeo"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,16 +2,14 @@
 //! directory and an OCI layout tarball. A copy is a walk of the manifest graph from a
 //! [`Source`] to a [`Sink`] (see [`crate::copy`]).
 
-
 use async_trait::async_trait;
 use sealift_oci::{Descriptor, Digest};
 use tokio::io::AsyncRead;
 
-
 pub mod error;
-mod open;
 pub mod layout_dir;
 pub mod layout_tar;
+mod open;
 pub mod registry;
 pub mod store;
 pub mod verify;

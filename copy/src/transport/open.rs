@@ -75,4 +75,3 @@ pub fn open_sink(
         )?),
     })
 }
-

@@ -3,6 +3,7 @@
 
 pub mod schema;
 
+use std::process::Command;
 use std::sync::Arc;
 
 use sealift_copy::copy::{copy, CopyOptions, CopyReport};
@@ -11,6 +12,7 @@ use sealift_copy::transport::{open_sink, open_source};
 use sealift_copy::Clients;
 use sealift_fixtures::Layout;
 use sealift_oci::Digest;
+use sealift_store::verify::VerifyOptions;
 use sealift_store::Store;
 
 /// The digest of the index.json entry named `name`.
@@ -80,4 +82,29 @@ pub async fn push_deep_chain(host: &str, repo: &str, tag: &str, depth: usize) ->
         .await
         .unwrap();
     top.digest.parse().unwrap()
+}
+
+/// `verify --full` on the store finds nothing.
+pub fn verify_full(store: &Store) {
+    let v = store
+        .verify(VerifyOptions {
+            full: true,
+            repair: false,
+        })
+        .unwrap();
+    assert!(v.problems.is_empty(), "verify --full: {:?}", v.problems);
+}
+
+/// Run skopeo (required), returning its stdout; fail the test on a non-zero exit.
+pub fn skopeo(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(sealift_testkit::require_tool("skopeo"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
