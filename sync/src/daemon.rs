@@ -199,6 +199,10 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<(), DaemonErr
                             }
                             due.retain(|name, _| new.job(name).is_some());
                             let inbox_changed = format!("{:?}", config.inbox) != format!("{:?}", new.inbox);
+                            if new.serve != config.serve {
+                                // The server was bound at start from the section as it was.
+                                tracing::warn!("[serve] changed: restart the daemon to apply it");
+                            }
                             config = new;
                             if inbox_changed {
                                 inbox = open_inbox(&config, &mut watcher)?;

@@ -4,8 +4,10 @@
 //!
 //! See `config.example.toml` at the root of the repository for every key.
 
+mod error;
 pub mod schedule;
 pub mod select;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,35 +17,12 @@ use toml::Spanned;
 
 use sealift_oci::Platform;
 
+pub use error::ConfigError;
 pub use schedule::Schedule;
 pub use select::{NameFilter, TagSelection};
+pub use serve::ServeSection;
 
-/// Why a configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("reading config {file}: {source}")]
-    Read {
-        /// The file.
-        file: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A key's value (or the syntax around it) is wrong.
-    #[error("{}:{line}:{column}: {key}: {message}", file.display())]
-    Invalid {
-        /// The file.
-        file: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// The key at fault (`job[1].tags.semver`), or the text found there.
-        key: String,
-        /// What was wrong.
-        message: String,
-    },
-}
+use error::Cx;
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -58,8 +37,8 @@ pub struct Config {
     pub jobs: Vec<JobConfig>,
     /// `[inbox]`: a directory watched for OCI layout tarballs (the daemon's).
     pub inbox: Option<InboxSection>,
-    /// `[serve]`: options of `sealift serve` (read by the daemon; kept as written).
-    pub serve: Option<toml::Table>,
+    /// `[serve]`: `sealift serve` in the daemon's process.
+    pub serve: Option<ServeSection>,
 }
 
 /// How to reach one registry; shared by every job touching its host.
@@ -532,13 +511,17 @@ impl Config {
                 })
             }
         };
+        let serve = raw
+            .serve
+            .map(|s| serve::parse(&cx, s, &resolve))
+            .transpose()?;
         Ok(Config {
             path: path.to_path_buf(),
             store,
             registries,
             jobs,
             inbox,
-            serve: raw.serve,
+            serve,
         })
     }
 
@@ -558,30 +541,6 @@ pub fn place_repo(p: &Place) -> Option<&str> {
     match p {
         Place::Registry { repo, .. } | Place::Store { repo } => repo.as_deref(),
         _ => None,
-    }
-}
-
-struct Cx<'a> {
-    text: &'a str,
-    file: &'a Path,
-}
-
-impl Cx<'_> {
-    fn err(&self, offset: usize, key: impl Into<String>, message: String) -> ConfigError {
-        let before = self.text.get(..offset.min(self.text.len())).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        ConfigError::Invalid {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            key: key.into(),
-            message,
-        }
-    }
-
-    fn at<T>(&self, s: &Spanned<T>, key: &str, message: String) -> ConfigError {
-        self.err(s.span().start, key, message)
     }
 }
 
@@ -692,7 +651,7 @@ struct Raw {
     #[serde(default)]
     job: Vec<RawJob>,
     inbox: Option<RawInbox>,
-    serve: Option<toml::Table>,
+    serve: Option<serve::RawServe>,
 }
 
 #[derive(Deserialize)]
