@@ -59,6 +59,19 @@ impl Cx<'_> {
         }
     }
 
+    /// A TOML syntax or type error, pointing at its span; the key is the text found there
+    /// when it is short (an unknown key's name), else `syntax`.
+    pub(crate) fn toml(&self, e: &toml::de::Error) -> ConfigError {
+        let span = e.span().unwrap_or(0..0);
+        let found = self.text.get(span.clone()).unwrap_or("").trim();
+        let key = if !found.is_empty() && found.len() <= 60 && !found.contains('\n') {
+            found.to_string()
+        } else {
+            "syntax".to_string()
+        };
+        self.err(span.start, key, e.message().trim().to_string())
+    }
+
     /// An error at the value `s` was read from.
     pub(crate) fn at<T>(&self, s: &Spanned<T>, key: &str, message: String) -> ConfigError {
         self.err(s.span().start, key, message)
