@@ -221,7 +221,7 @@ fn tags(cx: &Cx<'_>, t: RawTags, k: &dyn Fn(&str) -> String) -> Result<TagSelect
         &k("tags"),
     )?;
     for tag in &t.list {
-        if sealift_registry::client::check_reference(tag.get_ref()).is_err()
+        if sealift_oci::reference::check_reference(tag.get_ref()).is_err()
             || tag.get_ref().starts_with("sha")
                 && tag.get_ref().parse::<sealift_oci::Digest>().is_ok()
         {

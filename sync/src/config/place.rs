@@ -71,7 +71,7 @@ pub(crate) fn check_host(host: &str) -> Result<(), String> {
 }
 
 fn check_repo_path(repo: &str) -> Result<(), String> {
-    sealift_registry::client::check_repo(repo).map_err(|e| e.to_string())
+    sealift_oci::reference::check_repo(repo).map_err(|e| e.to_string())
 }
 
 /// Parse a job's `source` or `destination`; relative paths resolve with `resolve`.
