@@ -59,7 +59,7 @@ impl Registry {
         scopes: &[Scope],
     ) -> Result<(String, Duration), RegistryError> {
         let host = self.inner.cfg.host.clone();
-        let mut url = Url::parse(realm).map_err(|e| RegistryError::Unauthorized {
+        let url = Url::parse(realm).map_err(|e| RegistryError::Unauthorized {
             host: host.clone(),
             detail: format!("token realm {realm:?} is not a URL: {e}"),
         })?;
@@ -86,50 +86,7 @@ impl Registry {
                 ),
             });
         }
-        let mut req = match &creds {
-            Some(Credentials::IdentityToken(refresh)) => {
-                let mut form = url::form_urlencoded::Serializer::new(String::new());
-                form.append_pair("grant_type", "refresh_token");
-                form.append_pair("refresh_token", refresh);
-                form.append_pair("client_id", "sealift");
-                if let Some(s) = service {
-                    form.append_pair("service", s);
-                }
-                if !scopes.is_empty() {
-                    let joined: Vec<String> = scopes.iter().map(Scope::to_string).collect();
-                    form.append_pair("scope", &joined.join(" "));
-                }
-                Req::new(Method::POST, url.clone(), Vec::new())
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(Bytes::from(form.finish()))
-            }
-            _ => {
-                {
-                    let mut q = url.query_pairs_mut();
-                    if let Some(s) = service {
-                        q.append_pair("service", s);
-                    }
-                    for s in scopes {
-                        q.append_pair("scope", &s.to_string());
-                    }
-                }
-                if url.query() == Some("") {
-                    url.set_query(None);
-                }
-                let mut r = Req::new(Method::GET, url.clone(), Vec::new());
-                if let Some(Credentials::Basic { username, password }) = &creds {
-                    r = r.header(AUTHORIZATION, &basic_header(username, password));
-                }
-                r
-            }
-        };
-        req.headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
+        let req = token_request(url.clone(), service, scopes, creds.as_ref());
         let policy = &self.inner.cfg.retry;
         let mut tried = 0;
         let resp = loop {
@@ -186,5 +143,100 @@ impl Registry {
                 url: shown,
                 detail: "token response has no token".into(),
             })
+    }
+}
+
+/// The token request for `scopes`: an OAuth2 refresh-token POST with an identity token,
+/// else a GET with the scopes in the query (and basic credentials when there are some).
+fn token_request(
+    mut url: Url,
+    service: Option<&str>,
+    scopes: &[Scope],
+    creds: Option<&Credentials>,
+) -> Req {
+    let mut req = match creds {
+        Some(Credentials::IdentityToken(refresh)) => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token");
+            form.append_pair("refresh_token", refresh);
+            form.append_pair("client_id", "sealift");
+            if let Some(s) = service {
+                form.append_pair("service", s);
+            }
+            if !scopes.is_empty() {
+                let joined: Vec<String> = scopes.iter().map(Scope::to_string).collect();
+                form.append_pair("scope", &joined.join(" "));
+            }
+            Req::new(Method::POST, url, Vec::new())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(Bytes::from(form.finish()))
+        }
+        _ => {
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(s) = service {
+                    q.append_pair("service", s);
+                }
+                for s in scopes {
+                    q.append_pair("scope", &s.to_string());
+                }
+            }
+            if url.query() == Some("") {
+                url.set_query(None);
+            }
+            let mut r = Req::new(Method::GET, url, Vec::new());
+            if let Some(Credentials::Basic { username, password }) = creds {
+                r = r.header(AUTHORIZATION, &basic_header(username, password));
+            }
+            r
+        }
+    };
+    req.headers.insert(
+        reqwest::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_requests() {
+        let realm = Url::parse("https://auth.example/token").unwrap();
+        let scopes = [Scope::pull("a/b"), Scope::push("c")];
+        let anon = token_request(realm.clone(), Some("reg"), &scopes, None);
+        assert_eq!(anon.method, Method::GET);
+        assert_eq!(
+            anon.url.as_str(),
+            "https://auth.example/token?service=reg&scope=repository%3Aa%2Fb%3Apull\
+             &scope=repository%3Ac%3Apull%2Cpush"
+        );
+        assert!(anon.headers.get(AUTHORIZATION).is_none());
+        assert_eq!(anon.headers["accept"], "application/json");
+
+        let basic = Credentials::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let r = token_request(realm.clone(), None, &[], Some(&basic));
+        assert_eq!(r.url.as_str(), "https://auth.example/token");
+        assert_eq!(r.headers[AUTHORIZATION], "Basic dTpw");
+
+        let id = Credentials::IdentityToken("refresh".into());
+        let r = token_request(realm, Some("reg"), &scopes[..1], Some(&id));
+        assert_eq!(r.method, Method::POST);
+        assert!(r.headers.get(AUTHORIZATION).is_none());
+        assert_eq!(
+            r.body.as_deref(),
+            Some(
+                &b"grant_type=refresh_token&refresh_token=refresh&client_id=sealift\
+                   &service=reg&scope=repository%3Aa%2Fb%3Apull"[..]
+            )
+        );
     }
 }
