@@ -186,16 +186,7 @@ impl Registry {
                 }
                 (true, Some(loc)) => {
                     redirects += 1;
-                    let next = url.join(&loc).map_err(|e| RegistryError::BadResponse {
-                        url: redact(&url),
-                        detail: format!("redirect to unparsable Location: {e}"),
-                    })?;
-                    if !matches!(next.scheme(), "http" | "https") {
-                        return Err(RegistryError::BadResponse {
-                            url: redact(&url),
-                            detail: format!("redirect to unsupported scheme {}", next.scheme()),
-                        });
-                    }
+                    let next = redirect_target(&url, &loc)?;
                     tracing::debug!(from = %redact(&url), to = %redact(&next), status = status.as_u16(), "following redirect");
                     if status == StatusCode::SEE_OTHER && method != Method::HEAD {
                         method = Method::GET;
@@ -213,6 +204,46 @@ impl Registry {
                         url,
                     })
                 }
+            }
+        }
+    }
+}
+
+/// Where a redirect from `url` with this `Location` goes: resolved against `url`, and only
+/// to http or https.
+fn redirect_target(url: &Url, location: &str) -> Result<Url, RegistryError> {
+    let next = url.join(location).map_err(|e| RegistryError::BadResponse {
+        url: redact(url),
+        detail: format!("redirect to unparsable Location: {e}"),
+    })?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(RegistryError::BadResponse {
+            url: redact(url),
+            detail: format!("redirect to unsupported scheme {}", next.scheme()),
+        });
+    }
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_targets() {
+        let from = Url::parse("https://r.example/v2/a/blobs/x?sig=1").unwrap();
+        let to = |loc: &str| redirect_target(&from, loc).map(|u| u.to_string());
+        assert_eq!(to("/b").unwrap(), "https://r.example/b");
+        assert_eq!(
+            to("http://s3.example/k?X=1").unwrap(),
+            "http://s3.example/k?X=1"
+        );
+        for bad in ["file:///etc/passwd", "ftp://x/y", "http://[::1"] {
+            match to(bad) {
+                Err(RegistryError::BadResponse { url, .. }) => {
+                    assert_eq!(url, "https://r.example/v2/a/blobs/x")
+                }
+                other => panic!("{bad}: {other:?}"),
             }
         }
     }
