@@ -1,4 +1,6 @@
-//! References to images in the store: `repo:tag`, `repo@sha256:…`, `repo:tag@sha256:…`.
+//! References to images in the store: `repo:tag`, `repo@sha256:…`, `repo:tag@sha256:…`;
+//! and the name rules of the distribution API's URL paths ([`check_repo`],
+//! [`check_reference`]), which the registry client and the sync config share.
 
 use std::fmt;
 use std::str::FromStr;
@@ -184,10 +186,101 @@ impl fmt::Display for StoreRef {
     }
 }
 
+/// A name the distribution API cannot carry in a URL path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Not a repository path.
+    #[error("invalid repository {0:?}")]
+    Repository(String),
+    /// Neither a tag nor a digest.
+    #[error("invalid reference {0:?}")]
+    Reference(String),
+}
+
+impl NameError {
+    /// What kind of name it is (`repository`, `reference`).
+    pub fn what(&self) -> &'static str {
+        match self {
+            NameError::Repository(_) => "repository",
+            NameError::Reference(_) => "reference",
+        }
+    }
+
+    /// The name refused.
+    pub fn value(&self) -> &str {
+        match self {
+            NameError::Repository(v) | NameError::Reference(v) => v,
+        }
+    }
+}
+
+/// Check a repository path as the registry API carries it (`/v2/<repo>/...`): lowercase
+/// components of `[a-z0-9._-]`, each starting and ending with a letter or digit, separated
+/// by `/`, at most 255 bytes. No host part: the client adds that.
+pub fn check_repo(repo: &str) -> Result<(), NameError> {
+    let ok = !repo.is_empty()
+        && repo.len() <= 255
+        && repo.split('/').all(|c| {
+            !c.is_empty()
+                && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+                && c.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::Repository(repo.to_string()))
+    }
+}
+
+/// Check a manifest reference: a tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`) or a digest.
+pub fn check_reference(reference: &str) -> Result<(), NameError> {
+    let is_tag = !reference.is_empty()
+        && reference.len() <= 128
+        && reference
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && reference
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if is_tag || reference.parse::<Digest>().is_ok() {
+        Ok(())
+    } else {
+        Err(NameError::Reference(reference.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn api_names() {
+        assert!(check_repo("library/alpine").is_ok());
+        assert!(check_repo("a-b/c_d/e.f").is_ok());
+        for bad in ["", "A", "a//b", "../x", "a/..", "a?b", "/a", "a/"] {
+            assert_eq!(
+                check_repo(bad),
+                Err(NameError::Repository(bad.into())),
+                "{bad}"
+            );
+        }
+        assert!(check_reference("v1.0_x-y").is_ok());
+        assert!(check_reference(
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        )
+        .is_ok());
+        for bad in ["", ".x", "-x", "a/b", "a?b", &"x".repeat(129)] {
+            assert!(check_reference(bad).is_err(), "{bad}");
+        }
+        let e = check_reference("a/b").unwrap_err();
+        assert_eq!((e.what(), e.value()), ("reference", "a/b"));
+        assert_eq!(e.to_string(), "invalid reference \"a/b\"");
+    }
 
     #[test]
     fn forms() {

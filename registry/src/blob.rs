@@ -15,9 +15,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::io::StreamReader;
 use url::Url;
 
-use super::auth::{merge_scopes, Scope};
-use super::client::{check_repo, redact, Registry, Req, Resp};
-use super::error::RegistryError;
+use crate::auth::challenge::{merge_scopes, Scope};
+use crate::client::Registry;
+use crate::error::RegistryError;
+use crate::http::{redact, Req, Resp};
+use crate::name::check_repo;
 
 /// Progress made since the last failure that earns a blob read a fresh set of resume tries.
 const RESUME_PROGRESS: u64 = 1024 * 1024;

@@ -4,9 +4,11 @@
 use reqwest::{Method, StatusCode};
 use sealift_oci::Digest;
 
-use super::auth::Scope;
-use super::client::{check_repo, Registry, Req};
-use super::error::RegistryError;
+use crate::auth::challenge::Scope;
+use crate::client::Registry;
+use crate::error::RegistryError;
+use crate::http::Req;
+use crate::name::check_repo;
 
 impl Registry {
     /// `DELETE /v2/<repo>/manifests/<digest>`. `Ok(false)` when it was already gone;

@@ -40,17 +40,32 @@
 //! # Ok(()) }
 //! ```
 
-pub mod auth;
-pub mod blob;
+// The request core, apart from what rides on it: configuration and the client handle;
+// request/response types and bounded reads; one network try with redirects; the pipeline
+// with retries; the rate limit; names checked before they reach a URL.
 pub mod client;
-pub mod credentials;
-pub mod delete;
-pub mod error;
+pub mod config;
+mod http;
 pub mod limit;
-pub mod manifest;
-pub mod referrer;
+pub mod name;
+mod redirect;
 pub mod retry;
+mod send;
+
+// Authentication: challenges, tokens and the 401 flow; where credentials come from.
+pub mod auth;
+pub mod credentials;
+
+// One file per API area.
+pub mod blob;
+pub mod catalog;
+pub mod delete;
+pub mod manifest;
+mod page;
+pub mod referrer;
 pub mod tag;
+
+pub mod error;
 
 pub use blob::BlobReader;
 pub use client::{Registry, RegistryConfig};

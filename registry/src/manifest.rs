@@ -7,9 +7,11 @@ use sealift_oci::manifest::MAX_MANIFEST_SIZE;
 use sealift_oci::media_type as mt;
 use sealift_oci::{Algorithm, Digest};
 
-use super::auth::Scope;
-use super::client::{check_reference, check_repo, redact, ReadResp, Registry, Req};
-use super::error::RegistryError;
+use crate::auth::challenge::Scope;
+use crate::client::Registry;
+use crate::error::RegistryError;
+use crate::http::{redact, ReadResp, Req};
+use crate::name::{check_reference, check_repo};
 
 /// The Accept header for manifests: every manifest type sealift can carry.
 pub const MANIFEST_ACCEPT: &str = concat!(

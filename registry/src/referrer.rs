@@ -9,10 +9,12 @@ use sealift_oci::media_type as mt;
 use sealift_oci::{Descriptor, Digest};
 use url::Url;
 
-use super::auth::Scope;
-use super::client::{check_repo, redact, Registry, Req};
-use super::error::RegistryError;
-use super::tag::parse_link_next;
+use crate::auth::challenge::Scope;
+use crate::client::Registry;
+use crate::error::RegistryError;
+use crate::http::{redact, Req};
+use crate::name::check_repo;
+use crate::page::parse_link_next;
 
 /// The tag the OCI referrers tag schema uses for `subject`: `<alg>-<hex>`, the algorithm
 /// truncated to 32 characters and the hex to 64 (so sha512 fits in a tag).

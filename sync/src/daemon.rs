@@ -207,6 +207,10 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<(), DaemonErr
                             if format!("{:?}", config.registries) != format!("{:?}", new.registries) {
                                 pool = Arc::new(clients(&new));
                             }
+                            if new.serve != config.serve {
+                                // The server was bound at start from the section as it was.
+                                tracing::warn!("[serve] changed: restart the daemon to apply it");
+                            }
                             config = new;
                             if inbox_changed {
                                 inbox = open_inbox(&config, &mut watcher)?;
