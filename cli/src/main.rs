@@ -6,6 +6,7 @@
 
 mod cli;
 mod cmd;
+mod context;
 mod output;
 mod progress;
 mod runtime;
@@ -31,9 +32,9 @@ fn main() -> ExitCode {
     let daemon = matches!(&cli.command, cli::Command::Sync(a) if a.daemon);
     init_tracing(if daemon { "info" } else { "warn" });
     match cmd::run(cli, args) {
-        Ok(cmd::Status::Success) => ExitCode::SUCCESS,
-        Ok(cmd::Status::Problems) => ExitCode::from(1),
-        Ok(cmd::Status::Forwarded(code)) => ExitCode::from(code),
+        Ok(context::Status::Success) => ExitCode::SUCCESS,
+        Ok(context::Status::Problems) => ExitCode::from(1),
+        Ok(context::Status::Forwarded(code)) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", output::error_message(&e));

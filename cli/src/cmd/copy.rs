@@ -13,8 +13,8 @@ use sealift_oci::media_type::Compression;
 use sealift_oci::{Repo, StoreRef, Tag};
 use sealift_registry::Credentials;
 
-use super::{Context, Status};
 use crate::cli::{CopyArgs, CopyFlags, DestCompress, ManifestFormat, PullArgs, PushArgs};
+use crate::context::{Context, Status};
 use crate::output::{self, human_bytes, plural, short_digest};
 use crate::progress::byte_callback;
 

@@ -12,7 +12,7 @@ use sealift_sync::daemon::{self, DaemonOptions};
 use sealift_sync::Config;
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, Status};
+use crate::context::{Context, Status};
 
 /// `[serve]` as `sealift serve` options: the keys given, serve's defaults for the rest.
 /// The section was checked (and its paths resolved) when the config was loaded.
@@ -31,17 +31,16 @@ fn serve_options(section: &ServeSection) -> ServeOptions {
 }
 
 /// Run the daemon on `store` until SIGINT or SIGTERM.
-pub fn run(_ctx: &Context, config: &Config, store: Arc<Store>) -> Result<Status> {
+pub fn run(ctx: &Context, config: &Config, store: Arc<Store>) -> Result<Status> {
     let serve = config.serve.as_ref().map(serve_options);
     let config = config.path.as_path();
     let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let shutdown = CancellationToken::new();
     let handler_store = Arc::clone(&store);
+    let answer = ctx.serve_client;
     let opts = DaemonOptions {
         config_path: config.to_path_buf(),
-        control: Some(Arc::new(move |req| {
-            super::run_for_client(Arc::clone(&handler_store), req)
-        })),
+        control: Some(Arc::new(move |req| answer(Arc::clone(&handler_store), req))),
         shutdown: shutdown.clone(),
     };
     rt.block_on(async {

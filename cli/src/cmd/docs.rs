@@ -8,8 +8,8 @@ use anyhow::{bail, Context as _, Result};
 use clap::CommandFactory;
 use serde::Serialize;
 
-use super::{Context, Status};
 use crate::cli::{Cli, CompletionsArgs, ManArgs};
+use crate::context::{Context, Status};
 use crate::output;
 
 /// The command tree as the man pages show it: built, so each subcommand's display name is

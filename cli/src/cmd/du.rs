@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use sealift_store::du::DuReport;
 use serde::Serialize;
 
-use super::{Context, Status};
+use crate::context::{Context, Status};
 use crate::output::{self, human_bytes, short_media_type, Table};
 
 /// How many shared layers to list.

@@ -6,8 +6,8 @@ use anyhow::{Context as _, Result};
 use sealift_store::gc::{GcOptions, GcReport};
 use serde::Serialize;
 
-use super::{Context, Status};
 use crate::cli::GcArgs;
+use crate::context::{Context, Status};
 use crate::output::{self, human_bytes, plural, short_media_type, Table};
 
 #[derive(Serialize)]

@@ -9,7 +9,8 @@ use sealift_store::image::MissingEdge;
 use sealift_store::Store;
 use serde::Serialize;
 
-use super::{config, Context, Status};
+use super::config;
+use crate::context::{Context, Status};
 use crate::output::{self, human_bytes, short_digest, short_media_type, Table};
 
 /// One tagged image.

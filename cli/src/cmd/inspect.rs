@@ -11,8 +11,9 @@ use sealift_store::image::{ImageRef, Node, NodeRole};
 use sealift_store::Store;
 use serde::Serialize;
 
-use super::{config, Context, Status};
+use super::config;
 use crate::cli::InspectArgs;
+use crate::context::{Context, Status};
 use crate::output::{self, human_bytes, plural, short_digest, short_media_type};
 
 /// The config summary of one image.

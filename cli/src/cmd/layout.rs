@@ -21,8 +21,8 @@ use sealift_registry::Credentials;
 use sealift_store::Store;
 use serde::Serialize;
 
-use super::{Context, Status};
 use crate::cli::{ExportArgs, ExportFormat, ImportArgs, InventoryArgs, PushFlags};
+use crate::context::{Context, Status};
 use crate::output::{self, human_bytes, plural, short_digest, short_media_type};
 use crate::progress::byte_callback;
 

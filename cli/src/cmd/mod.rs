@@ -24,52 +24,8 @@ use sealift_store::Store;
 use sealift_sync::control;
 
 use crate::cli::{Cli, Command};
+use crate::context::{Context, Status};
 use crate::progress::Progress;
-
-/// How a command that ran to the end came out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// All good.
-    Success,
-    /// The command worked but found problems it already reported (exit code 1).
-    Problems,
-    /// The sync daemon ran the command; this is its exit code.
-    Forwarded(u8),
-}
-
-/// What every command needs: where the store is and how to print.
-pub struct Context {
-    store_path: PathBuf,
-    /// The store already open in this process (the daemon running a command for a client).
-    shared: Option<Arc<Store>>,
-    /// `--json`: one JSON document on stdout.
-    pub json: bool,
-    /// `--quiet`.
-    pub quiet: bool,
-    /// Progress bars on stderr.
-    pub progress: Progress,
-}
-
-impl Context {
-    /// Open the store (taking its lock), naming it in any error; or the one this process
-    /// already has open.
-    pub fn open_store(&self) -> Result<Arc<Store>> {
-        if let Some(store) = self.shared_store() {
-            return Ok(store);
-        }
-        tracing::debug!("opening store {}", self.store_path.display());
-        Store::open(&self.store_path)
-            .map(Arc::new)
-            .with_context(|| format!("opening store {}", self.store_path.display()))
-    }
-}
-
-impl Context {
-    /// The store this process already has open, if it is the daemon running a command.
-    pub fn shared_store(&self) -> Option<Arc<Store>> {
-        self.shared.clone()
-    }
-}
 
 /// The store directory the command line names.
 fn store_path(cli: &Cli) -> PathBuf {
@@ -102,6 +58,7 @@ pub fn run(cli: Cli, args: Vec<String>) -> Result<Status> {
     let ctx = Context {
         store_path,
         shared: None,
+        serve_client: run_for_client,
         json: cli.json,
         quiet: cli.quiet,
         progress: Progress::new(cli.quiet),
@@ -159,6 +116,7 @@ pub fn run_for_client(store: Arc<Store>, req: control::Request) -> control::Resp
     let ctx = Context {
         store_path: store.root().to_path_buf(),
         shared: Some(store),
+        serve_client: run_for_client,
         json: cli.json,
         quiet: true,
         progress: Progress::new(true),

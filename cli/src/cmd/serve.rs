@@ -5,8 +5,8 @@ use std::io::Write;
 use anyhow::{Context as _, Result};
 use sealift_serve::ServeOptions;
 
-use super::{Context, Status};
 use crate::cli::ServeArgs;
+use crate::context::{Context, Status};
 
 /// Serve until a signal; then finish the requests in flight and exit 0.
 pub fn run(ctx: &Context, args: &ServeArgs, out: &mut dyn Write) -> Result<Status> {

@@ -9,8 +9,8 @@ use anyhow::{bail, Context as _, Result};
 use sealift_sync::job::{job_history, job_status, run_job, JobReport, RunOptions};
 use sealift_sync::Config;
 
-use super::{Context, Status};
 use crate::cli::{SyncArgs, SyncCommand};
+use crate::context::{Context, Status};
 use crate::output::{human_bytes, json, Table};
 
 /// The store a sync uses: `--store`/`SEALIFT_STORE` when given, else the config's

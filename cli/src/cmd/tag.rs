@@ -7,8 +7,8 @@ use anyhow::{bail, Context as _, Result};
 use sealift_oci::{Digest, StoreRef};
 use serde::Serialize;
 
-use super::{Context, Status};
 use crate::cli::{RmArgs, TagArgs};
+use crate::context::{Context, Status};
 use crate::output;
 
 #[derive(Serialize)]

@@ -7,8 +7,8 @@ use anyhow::{Context as _, Result};
 use sealift_store::verify::{Problem, VerifyOptions, VerifyReport};
 use serde::Serialize;
 
-use super::{Context, Status};
 use crate::cli::VerifyArgs;
+use crate::context::{Context, Status};
 use crate::output::{self, human_bytes, plural};
 
 #[derive(Serialize)]
