@@ -1,4 +1,7 @@
 //! Blobs: HEAD, verified and resumable GET, monolithic and chunked upload, cross-repo mount.
+//!
+//! Long file: just over 600 lines; the blob API area and `BlobReader` (hash while reading,
+//! refuse bytes past the size, resume with `Range`) share the request helpers kept here.
 
 use std::io;
 use std::pin::Pin;

@@ -1,8 +1,10 @@
 //! Sync jobs end to end: two real registries, the store and layout directories.
+//!
+//! Long file: just over 600 lines, because eight job tests share one `World` (two registries,
+//! a store, the mirror corpus) that splitting would have to export to every part.
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use sealift_store::gc::GcOptions;
 use sealift_store::verify::VerifyOptions;
 use sealift_store::Store;
 use sealift_sync::job::{job_history, job_status, run_job, JobReport, RunOptions};
-use sealift_sync::{Config, ConfigError};
+use sealift_sync::Config;
 use sealift_testkit::{FaultProxy, Registry, RegistryOptions};
 
 const TAGS: &[&str] = &["v1.0.0", "v1.1.0", "v2.0.0", "latest", "dev-x"];
@@ -490,95 +492,6 @@ async fn a_half_copied_index_is_healed_without_refetching_its_copied_child() {
             "{b} was fetched again: {fetched:?}"
         );
     }
-}
-
-fn config_error(text: &str) -> (usize, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("bad.toml");
-    std::fs::write(&p, text).unwrap();
-    match Config::load(&p) {
-        Ok(_) => panic!("accepted:\n{text}"),
-        Err(ConfigError::Invalid {
-            file,
-            line,
-            key,
-            message,
-            ..
-        }) => {
-            assert_eq!(file, p);
-            let shown = ConfigError::Invalid {
-                file: file.clone(),
-                line,
-                column: 1,
-                key: key.clone(),
-                message: message.clone(),
-            }
-            .to_string();
-            assert!(shown.contains("bad.toml:"), "{shown}");
-            (line, key, message)
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
-#[test]
-fn config_errors_name_the_file_line_and_key() {
-    let job =
-        "[[job]]\nname = \"a\"\nsource = \"docker://r.example/x\"\ndestination = \"store:\"\n";
-    let (line, key, msg) = config_error(&format!("{job}[job.tags]\nsemver = \">= banana\"\n"));
-    assert_eq!((line, key.as_str()), (6, "job[0].tags.semver"));
-    assert!(msg.contains("semver"), "{msg}");
-
-    let (line, key, msg) =
-        config_error(&format!("{job}[job.tags]\nallow_regex = [\"ok\", \"(\"]\n"));
-    assert_eq!((line, key.as_str()), (6, "job[0].tags.allow_regex"));
-    assert!(msg.contains("regex"), "{msg}");
-
-    let (line, key, _) = config_error(&format!("{job}schedule = \"0 99 * * *\"\n"));
-    assert_eq!((line, key.as_str()), (5, "job[0].schedule"));
-
-    let (line, key, msg) =
-        config_error("[[job]]\nname = \"a\"\nsource = \"ftp://x/y\"\ndestination = \"store:\"\n");
-    assert_eq!((line, key.as_str()), (3, "job[0].source"));
-    assert!(msg.contains("unknown transport"), "{msg}");
-
-    let (line, key, msg) = config_error(&format!("{job}tagz = [\"x\"]\n"));
-    assert_eq!(line, 5);
-    assert_eq!(key, "tagz");
-    assert!(msg.contains("unknown field"), "{msg}");
-
-    let (line, key, msg) = config_error(&format!(
-        "{job}\n[[job]]\nname = \"a\"\nsource = \"store:\"\ndestination = \"oci:x\"\n"
-    ));
-    assert_eq!((line, key.as_str()), (7, "job[1].name"));
-    assert!(msg.contains("twice"), "{msg}");
-
-    let (line, key, _) = config_error("[[registry]]\nhost = \"r.example\"\nmax_concurrent = 0\n");
-    assert_eq!((line, key.as_str()), (3, "registry[0].max_concurrent"));
-
-    let (line, key, _) = config_error("[[registry]]\nhost = \"r.example\"\nusername = \"u\"\n");
-    assert_eq!((line, key.as_str()), (3, "registry[0].username"));
-
-    let (line, _, msg) = config_error("[[job]\nname = 1\n");
-    assert_eq!(line, 1);
-    assert!(!msg.is_empty());
-
-    let (line, key, _) = config_error(&format!("{job}platforms = [\"linux\"]\n"));
-    assert_eq!((line, key.as_str()), (5, "job[0].platforms"));
-
-    let (line, key, _) = config_error(&format!("{job}\n[inbox]\npath = \"in\"\njob = \"nope\"\n"));
-    assert_eq!((line, key.as_str()), (8, "inbox.job"));
-
-    // The shipped example loads as is.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let c = Config::load(&root.join("config.example.toml")).unwrap();
-    assert_eq!(c.jobs.len(), 2);
-    assert_eq!(
-        c.jobs[0].source,
-        sealift_sync::config::Place::LayoutDir {
-            path: root.join("examples/sample-layout")
-        }
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
