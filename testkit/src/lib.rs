@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 mod http;
 mod proxy;
 mod registry;
+pub mod schema;
 mod server;
 mod skopeo;
 mod token;
