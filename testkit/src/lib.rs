@@ -132,3 +132,24 @@ pub(crate) fn read_for_message(path: &Path) -> String {
         Err(e) => format!("(could not read {}: {e})", path.display()),
     }
 }
+
+/// Leave what sled leaves when a process dies while writing a snapshot (or the disk fills
+/// between creating the file and renaming it): an empty `snap.<lsn>.generating` in the store's
+/// `db/`, named after the next stable LSN so it sorts after the last finished snapshot.
+/// Returns its path.
+pub fn leave_unfinished_sled_snapshot(store: &std::path::Path) -> PathBuf {
+    let db = store.join("db");
+    let lsn = std::fs::read_dir(&db)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            u64::from_str_radix(n.strip_prefix("snap.")?, 16).ok()
+        })
+        .max()
+        // A small store may have no snapshot yet; sled names one after a log offset.
+        .unwrap_or_else(|| std::fs::metadata(db.join("db")).unwrap().len());
+    let leftover = db.join(format!("snap.{:016X}.generating", lsn + 4096));
+    std::fs::File::create(&leftover).unwrap();
+    leftover
+}

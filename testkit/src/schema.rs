@@ -99,3 +99,19 @@ pub fn compile(file: &str) -> JSONSchema {
         .compile(&schema)
         .unwrap_or_else(|e| panic!("compiling {file}: {e}"))
 }
+
+/// Validate `bytes` (named `what` in the panic) against `schema`, panicking with every error
+/// and the document when it fails.
+pub fn check(schema: &JSONSchema, what: &str, bytes: &[u8]) {
+    let value: Value =
+        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{what} is not JSON: {e}"));
+    if let Err(errors) = schema.validate(&value) {
+        let msgs: Vec<String> = errors
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect();
+        panic!(
+            "{what} fails its OCI schema:\n  {}\n{value:#}",
+            msgs.join("\n  ")
+        );
+    };
+}

@@ -254,20 +254,7 @@ fn an_unfinished_sled_snapshot_does_not_stop_open() {
     let (corpus, layout) = corpus_dir(&env);
     import_corpus(&env, &corpus);
     let before = env.images();
-    let db = env.store().join("db");
-    let lsn = std::fs::read_dir(&db)
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            u64::from_str_radix(n.strip_prefix("snap.")?, 16).ok()
-        })
-        .max()
-        // A small store may have no snapshot yet; sled names one after a log offset.
-        .unwrap_or_else(|| std::fs::metadata(db.join("db")).unwrap().len());
-    // sled names it after the next stable LSN, which sorts after the finished one.
-    let leftover = db.join(format!("snap.{:016X}.generating", lsn + 4096));
-    std::fs::File::create(&leftover).unwrap();
+    let leftover = sealift_testkit::leave_unfinished_sled_snapshot(&env.store());
     let out = env.run(&["images"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(env.images(), before);

@@ -118,19 +118,7 @@ fn an_empty_unfinished_sled_snapshot_does_not_stop_open() {
             .unwrap();
         store.pin(&d).unwrap();
     }
-    let db = dir.path().join("db");
-    let lsn = std::fs::read_dir(&db)
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            u64::from_str_radix(n.strip_prefix("snap.")?, 16).ok()
-        })
-        .max()
-        // A small store may have no snapshot yet; sled names one after a log offset.
-        .unwrap_or_else(|| std::fs::metadata(db.join("db")).unwrap().len());
-    let leftover = db.join(format!("snap.{:016X}.generating", lsn + 4096));
-    std::fs::File::create(&leftover).unwrap();
+    let leftover = sealift_testkit::leave_unfinished_sled_snapshot(dir.path());
     let store = sealift_store::Store::open(dir.path()).unwrap();
     assert!(store.record(&d).unwrap().is_some());
     assert_eq!(store.pins().unwrap(), vec![d]);

@@ -4,7 +4,7 @@
 use jsonschema::JSONSchema;
 use sealift_oci::media_type as mt;
 use sealift_oci::Digest;
-use sealift_testkit::schema::compile;
+use sealift_testkit::schema::{check, compile};
 use serde_json::Value;
 
 pub struct Schemas {
@@ -21,19 +21,6 @@ pub fn schemas() -> Schemas {
     }
 }
 
-pub fn check_schema(schema: &JSONSchema, what: &str, bytes: &[u8]) {
-    let value = serde_json::from_slice::<Value>(bytes).unwrap();
-    if let Err(errors) = schema.validate(&value) {
-        let msgs: Vec<String> = errors
-            .map(|e| format!("{e} at {}", e.instance_path))
-            .collect();
-        panic!(
-            "{what} fails its OCI schema:\n  {}\n{value:#}",
-            msgs.join("\n  ")
-        );
-    };
-}
-
 /// Validates an OCI manifest or index graph read through `read`; returns how many
 /// (indexes, manifests, configs) were checked.
 pub fn validate_graph(
@@ -45,7 +32,7 @@ pub fn validate_graph(
     let v = serde_json::from_slice::<Value>(&bytes).unwrap();
     match v["mediaType"].as_str() {
         Some(mt::OCI_INDEX) => {
-            check_schema(&s.index, &format!("index {root}"), &bytes);
+            check(&s.index, &format!("index {root}"), &bytes);
             let mut n = (1, 0, 0);
             for e in v["manifests"].as_array().unwrap() {
                 let d: Digest = e["digest"].as_str().unwrap().parse().unwrap();
@@ -55,10 +42,10 @@ pub fn validate_graph(
             n
         }
         Some(mt::OCI_MANIFEST) => {
-            check_schema(&s.manifest, &format!("manifest {root}"), &bytes);
+            check(&s.manifest, &format!("manifest {root}"), &bytes);
             if v["config"]["mediaType"] == mt::OCI_CONFIG {
                 let d: Digest = v["config"]["digest"].as_str().unwrap().parse().unwrap();
-                check_schema(&s.config, &format!("config {d}"), &read(&d));
+                check(&s.config, &format!("config {d}"), &read(&d));
                 (0, 1, 1)
             } else {
                 (0, 1, 0)
