@@ -4,17 +4,16 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
+use sealift_oci::compression::{Compression, Decoder};
+
 use crate::error::LayoutError;
 use crate::format::Format;
 
-/// A tar stream, decompressed as its first bytes say.
-pub enum Decompressed<R: Read> {
-    /// A plain tar.
-    Plain(BufReader<R>),
-    /// gzip (several members read as one stream, as `tar xz` does).
-    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<R>>>),
-    /// zstd.
-    Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
+/// A tar stream, decompressed as its first bytes say (sealift-oci's sniffing and decoder,
+/// the same that DiffIDs and conversion use).
+pub struct Decompressed<R: Read> {
+    inner: Decoder<BufReader<R>>,
+    compression: Compression,
 }
 
 impl<R: Read> Decompressed<R> {
@@ -25,29 +24,22 @@ impl<R: Read> Decompressed<R> {
             source,
         };
         let mut buf = BufReader::with_capacity(1 << 20, reader);
-        let head = buf.fill_buf().map_err(tar_err)?;
-        Ok(if head.starts_with(&[0x1f, 0x8b]) {
-            Decompressed::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(buf)))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Decompressed::Zstd(zstd::stream::read::Decoder::with_buffer(buf).map_err(tar_err)?)
-        } else {
-            Decompressed::Plain(buf)
+        let compression = Compression::sniff(buf.fill_buf().map_err(tar_err)?);
+        Ok(Decompressed {
+            inner: Decoder::new(buf, compression).map_err(tar_err)?,
+            compression,
         })
     }
 
     /// Whether the stream is compressed (then it cannot be read by offset).
     pub fn is_compressed(&self) -> bool {
-        !matches!(self, Decompressed::Plain(_))
+        self.compression != Compression::None
     }
 }
 
 impl<R: Read> Read for Decompressed<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Decompressed::Plain(r) => r.read(buf),
-            Decompressed::Gzip(r) => r.read(buf),
-            Decompressed::Zstd(r) => r.read(buf),
-        }
+        self.inner.read(buf)
     }
 }
 
