@@ -139,11 +139,6 @@ pub struct ImageTree {
     pub images: Vec<ImageRef>,
 }
 
-/// Whether a config descriptor is an image config (not an artifact's config).
-pub fn is_image_config(d: &Descriptor) -> bool {
-    matches!(d.media_type.as_str(), mt::OCI_CONFIG | mt::DOCKER_CONFIG)
-}
-
 impl Store {
     /// Size, missing children and missing files of the graph under `digest`; `None` when
     /// the store has no record of it (a tag whose target is gone: `verify` reports it).
@@ -256,7 +251,10 @@ impl Walker<'_> {
                     child.present = self.store.record(&d.digest)?.is_some();
                     node.children.push(child);
                 }
-                let config = view.config.as_ref().filter(|c| is_image_config(c));
+                let config = view
+                    .config
+                    .as_ref()
+                    .filter(|c| mt::kind(&c.media_type) == mt::Kind::Config);
                 if let (true, Some(config)) = (image, config) {
                     self.images.push(ImageRef {
                         manifest: node.digest.clone(),

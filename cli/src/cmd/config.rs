@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result};
 use sealift_oci::config::{ConfigError, MAX_CONFIG_SIZE};
 use sealift_oci::media_type as mt;
-use sealift_oci::{Descriptor, Digest, ManifestKind};
+use sealift_oci::{Digest, ManifestKind};
 use sealift_store::Store;
 
 pub use sealift_oci::config::ImageConfig;
@@ -16,11 +16,6 @@ pub fn diff_ids(cfg: &ImageConfig, config: &Digest) -> Result<Vec<Digest>> {
         Err(ConfigError::NoDiffIds) => Ok(Vec::new()),
         r => r.with_context(|| format!("config {config}")),
     }
-}
-
-/// Whether a config descriptor is an image config (not an artifact's config).
-pub fn is_image_config(d: &Descriptor) -> bool {
-    matches!(d.media_type.as_str(), mt::OCI_CONFIG | mt::DOCKER_CONFIG)
 }
 
 /// Read and parse an image config from the store.
@@ -50,7 +45,11 @@ pub fn platforms(store: &Store, digest: &Digest) -> Result<Vec<String>> {
             }
         }
         ManifestKind::Image => {
-            if let Some(c) = view.config.as_ref().filter(|c| is_image_config(c)) {
+            if let Some(c) = view
+                .config
+                .as_ref()
+                .filter(|c| mt::kind(&c.media_type) == mt::Kind::Config)
+            {
                 if store.record(&c.digest)?.is_some() {
                     let cfg = read(store, &c.digest)?;
                     let p = cfg.platform();
