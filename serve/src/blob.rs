@@ -1,7 +1,7 @@
-//! `GET`/`HEAD /v2/<name>/blobs/<digest>`: streamed from the blob file, with `Range`.
+//! `GET`/`HEAD /v2/<name>/blobs/<digest>`: streamed from the blob's backend (a local file
+//! or an object store), with `Range`.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use sealift_oci::{Digest, Repo};
+use sealift_store::BlobReader;
 
 use crate::error::{ApiError, Code};
 use crate::range::{self, Span};
@@ -23,7 +24,7 @@ pub const CHUNK: usize = 1024 * 1024;
 /// the blocking pool straight into the buffer that becomes the chunk (tokio's `File` would
 /// read into its own buffer and copy). No thread is held while the client is slow: the next
 /// read starts only when hyper asks for the next chunk.
-fn stream(file: File, len: u64, digest: Digest) -> Body {
+fn stream(file: BlobReader, len: u64, digest: Digest) -> Body {
     let chunks = futures_util::stream::try_unfold((file, len), move |(file, left)| {
         let digest = digest.clone();
         async move {
@@ -32,8 +33,12 @@ fn stream(file: File, len: u64, digest: Digest) -> Body {
             }
             let n = left.min(CHUNK as u64);
             let (file, buf) = tokio::task::spawn_blocking(move || {
+                let mut file = file;
                 let mut buf = Vec::with_capacity(n as usize);
-                (&file).take(n).read_to_end(&mut buf).map(|_| (file, buf))
+                (&mut file)
+                    .take(n)
+                    .read_to_end(&mut buf)
+                    .map(|_| (file, buf))
             })
             .await
             .map_err(std::io::Error::other)??;
@@ -53,6 +58,37 @@ fn stream(file: File, len: u64, digest: Digest) -> Body {
     Body::from_stream(chunks)
 }
 
+/// Open `d` at `start`; for a local file, check first that it still has the recorded size
+/// (an object store's stream is checked as it is read: a short one fails the body).
+fn open_checked(s: &State, d: &Digest, start: u64, size: u64) -> Result<BlobReader, ApiError> {
+    let reader = match s.store.open_blob_at(d, start) {
+        Ok(r) => r,
+        Err(sealift_store::Error::NotFound(_)) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                Code::BlobUnknown,
+                format!("blob {d} is not in the store"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let BlobReader::File(f) = &reader {
+        let len = f
+            .metadata()
+            .map_err(|e| ApiError::store(&format!("blob {d}"), &e))?
+            .len();
+        if len != size {
+            return Err(ApiError::store(
+                &format!("blob {d}"),
+                &format!(
+                    "its file holds {len} bytes, the record says {size} (run `sealift verify`)"
+                ),
+            ));
+        }
+    }
+    Ok(reader)
+}
+
 /// Answer a blob request.
 pub async fn get(
     state: &Arc<State>,
@@ -62,7 +98,7 @@ pub async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let d = digest.clone();
-    let (size, file) = state
+    let (size, wanted) = state
         .blocking(move |s| {
             let unknown = |what: String| {
                 s.unknown(
@@ -79,27 +115,7 @@ pub async fn get(
             if head {
                 return Ok((rec.size, None));
             }
-            let file = match s.store.open_blob(&d) {
-                Ok(f) => f,
-                Err(sealift_store::Error::NotFound(_)) => {
-                    return Err(unknown(format!("blob {d} is not in the store")))
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let len = file
-                .metadata()
-                .map_err(|e| ApiError::store(&format!("blob {d}"), &e))?
-                .len();
-            if len != rec.size {
-                return Err(ApiError::store(
-                    &format!("blob {d}"),
-                    &format!(
-                        "its file holds {len} bytes, the record says {} (run `sealift verify`)",
-                        rec.size
-                    ),
-                ));
-            }
-            Ok((rec.size, Some(file)))
+            Ok((rec.size, Some(())))
         })
         .await?;
 
@@ -147,14 +163,14 @@ pub async fn get(
         }
     };
     let resp = resp.header(header::CONTENT_LENGTH, len);
-    let body = match file {
+    let body = match wanted {
         None => Body::empty(),
-        Some(mut file) => {
-            if start > 0 {
-                file.seek(SeekFrom::Start(start))
-                    .map_err(|e| ApiError::store(&format!("blob {digest}"), &e))?;
-            }
-            stream(file, len, digest)
+        Some(()) => {
+            let d = digest.clone();
+            let reader = state
+                .blocking(move |s| open_checked(s, &d, start, size))
+                .await?;
+            stream(reader, len, digest)
         }
     };
     resp.body(body)

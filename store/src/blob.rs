@@ -1,12 +1,12 @@
-//! Blobs: records, holds, reading, and ingest (stream to `ingest/`, verify, fsync, rename,
-//! then commit the record, and a manifest's edges, in one transaction).
+//! Blobs: records, holds, reading, and ingest (stage with the backend while hashing,
+//! verify, seal, publish, make it durable, then commit the record, and a manifest's edges,
+//! in one transaction).
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
 
 use sled::Transactional;
 
+use crate::backend::{BlobReader, Staged};
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 use crate::record::{self, edge_key, now, role_code, BlobRecord, EdgeRecord, IngestRecord};
@@ -26,12 +26,6 @@ pub enum PutOutcome {
     Present,
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("syncing directory", dir))
-}
-
 impl Store {
     /// The record of a blob or manifest, if the store has it.
     pub fn record(&self, d: &Digest) -> Result<Option<BlobRecord>> {
@@ -41,9 +35,17 @@ impl Store {
             .transpose()
     }
 
-    /// Whether a record's file is in place with the recorded size: a stat, not a hash.
+    /// Whether a record's bytes are in place with the recorded size: a stat, not a hash.
+    /// A backend that cannot answer (an object store that is down) counts as "not in
+    /// place", which makes a put write the bytes again rather than trust them.
     pub fn file_present(&self, d: &Digest, rec: &BlobRecord) -> bool {
-        fs::metadata(self.blob_path(d)).is_ok_and(|m| m.is_file() && m.len() == rec.size)
+        match self.backend.stat(d) {
+            Ok(size) => size == Some(rec.size),
+            Err(e) => {
+                tracing::warn!("{d}: {e}");
+                false
+            }
+        }
     }
 
     /// Drop a record whose bytes are gone or wrong (and the edges it owned): its parents
@@ -92,12 +94,16 @@ impl Store {
     }
 
     /// Open a committed blob for reading.
-    pub fn open_blob(&self, d: &Digest) -> Result<File> {
+    pub fn open_blob(&self, d: &Digest) -> Result<BlobReader> {
+        self.open_blob_at(d, 0)
+    }
+
+    /// Open a committed blob for reading from `offset` (a `Range` request).
+    pub fn open_blob_at(&self, d: &Digest, offset: u64) -> Result<BlobReader> {
         if self.record(d)?.is_none() {
             return Err(Error::NotFound(d.clone()));
         }
-        let p = self.blob_path(d);
-        File::open(&p).map_err(Error::io("opening blob", &p))
+        self.backend.open(d, offset)
     }
 
     /// Read a whole small blob (configs, manifests) into memory, bounded by `limit`.
@@ -115,7 +121,10 @@ impl Store {
         self.open_blob(d)?
             .take(limit + 1)
             .read_to_end(&mut buf)
-            .map_err(Error::io("reading blob", self.blob_path(d)))?;
+            .map_err(|source| Error::Read {
+                digest: d.clone(),
+                source,
+            })?;
         Ok(buf)
     }
 
@@ -143,33 +152,40 @@ impl Store {
             }
             return Ok(PutOutcome::Present);
         }
-        let (tmp, name) = self.ingest_to_temp(lease, digest, size, reader)?;
-        let r = self.commit(lease, digest, size, media_type, Some(&tmp), None);
+        let staged = self.stage(lease, digest, size, reader)?;
+        let name = staged.name().to_string();
+        let r = self.commit(lease, digest, size, media_type, Some(staged), None);
         self.ingests.remove(name.as_bytes())?;
-        let _ = fs::remove_file(&tmp);
         r.map(|_| PutOutcome::Written)
     }
 
-    pub(crate) fn ingest_to_temp(
+    /// Stage `size` bytes from `reader` with the backend, hashing them on the way and
+    /// stopping past `size`; seal them once digest and size match. The staged write is
+    /// recorded in `ingests` (under its backend name) for as long as it exists, so a
+    /// killed process's leftovers are found again. On any error the staged bytes are gone.
+    pub(crate) fn stage(
         &self,
         lease: &Lease,
         digest: &Digest,
         size: u64,
         reader: &mut dyn Read,
-    ) -> Result<(PathBuf, String)> {
-        let name = format!("{}-{:016x}", digest.hex(), rand::random::<u64>());
-        let path = self.ingest_dir().join(&name);
+    ) -> Result<Box<dyn Staged>> {
+        let unique = format!("{:016x}", rand::random::<u64>());
+        let mut staged = self.backend.stage(digest, size, &unique)?;
+        let name = staged.name().to_string();
         let rec = IngestRecord {
             lease: lease.id,
             digest: digest.to_string(),
             size,
             created: now(),
         };
-        self.ingests.insert(name.as_bytes(), record::encode(&rec))?;
+        if let Err(e) = self.ingests.insert(name.as_bytes(), record::encode(&rec)) {
+            staged.abort();
+            return Err(e.into());
+        }
         let result = (|| {
-            let mut file = File::create(&path).map_err(Error::io("creating", &path))?;
             let mut hasher = Hasher::new(digest.algorithm());
-            let mut buf = vec![0u8; COPY_BUF];
+            let mut buf = vec![0u8; COPY_BUF.min(size as usize + 1)];
             let mut seen: u64 = 0;
             loop {
                 let n = match reader.read(&mut buf) {
@@ -193,8 +209,7 @@ impl Store {
                     });
                 }
                 hasher.update(&buf[..n]);
-                file.write_all(&buf[..n])
-                    .map_err(Error::io("writing", &path))?;
+                staged.write(&buf[..n])?;
             }
             if seen != size {
                 return Err(Error::SizeMismatch {
@@ -211,42 +226,36 @@ impl Store {
                     actual,
                 });
             }
-            // Committed blobs are read-only: exports hard-link them, and a stray write
-            // through a link must not silently corrupt the store.
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(0o444))
-                .map_err(Error::io("setting permissions on", &path))?;
-            file.sync_all().map_err(Error::io("syncing", &path))?;
-            Ok(())
+            staged.seal()
         })();
         match result {
-            Ok(()) => Ok((path, name)),
+            Ok(()) => Ok(staged),
             Err(e) => {
-                let _ = fs::remove_file(&path);
+                staged.abort();
                 self.ingests.remove(name.as_bytes())?;
                 Err(e)
             }
         }
     }
 
-    /// Rename a verified temp file into place and commit its record (and, for manifests,
-    /// its edges) in one transaction.
+    /// Publish a verified staged write and commit its record (and, for manifests, its
+    /// edges) in one transaction, after the publish is durable.
     pub(crate) fn commit(
         &self,
         lease: &Lease,
         digest: &Digest,
         size: u64,
         media_type: &str,
-        tmp: Option<&Path>,
+        staged: Option<Box<dyn Staged>>,
         manifest: Option<(&ManifestView, bool)>,
     ) -> Result<()> {
         let _s = self.stripe(digest);
         let _g = self.gate_shared();
         let epoch = self.epoch()?;
-        if let Some(tmp) = tmp {
-            let dest = self.blob_path(digest);
-            fs::rename(tmp, &dest).map_err(Error::io("renaming into", &dest))?;
-            fsync_dir(dest.parent().unwrap_or(&self.root))?;
+        let published = staged.is_some();
+        if let Some(staged) = staged {
+            staged.publish()?;
+            self.backend.sync()?;
         }
         let key = digest.to_key();
         let mut hold_key = lease.id.to_be_bytes().to_vec();
@@ -325,14 +334,13 @@ impl Store {
             Ok(())
         });
         if let Err(e) = committed {
-            // The file was renamed into blobs/ before the transaction refused it (a missing
-            // child, a size disagreement, a released lease): take it back out, or it stays
-            // as an orphan that verify reports. Only when no record names the digest: under
-            // the stripe, a record here means the file is someone else's committed blob.
-            if tmp.is_some() && !self.blobs.contains_key(&key)? {
-                let dest = self.blob_path(digest);
-                if let Err(rm) = fs::remove_file(&dest) {
-                    tracing::warn!("removing refused {}: {rm}", dest.display());
+            // The bytes were published before the transaction refused them (a missing
+            // child, a size disagreement, a released lease): take them back out, or they
+            // stay as an orphan that verify reports. Only when no record names the digest:
+            // under the stripe, a record here means the bytes are someone else's blob.
+            if published && !self.blobs.contains_key(&key)? {
+                if let Err(rm) = self.backend.delete(digest) {
+                    tracing::warn!("removing refused {digest}: {rm}");
                 }
             }
             return Err(e.into());

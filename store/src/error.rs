@@ -140,6 +140,36 @@ pub enum Error {
     /// The lease used has expired or was released.
     #[error("lease {0} is no longer active")]
     LeaseGone(u64),
+    /// A blob location (`--blobs`) could not be parsed.
+    #[error("blob location {location:?}: {reason}")]
+    BadLocation {
+        /// What was given.
+        location: String,
+        /// Why it is not usable.
+        reason: String,
+    },
+    /// The blob backend (an object store) failed or refused a request.
+    #[error("{action} {target} on {location}: {reason}")]
+    Backend {
+        /// The store's blob location, `s3://BUCKET/PREFIX`.
+        location: String,
+        /// What was being done.
+        action: &'static str,
+        /// On what (an object key).
+        target: String,
+        /// The backend's answer (never carries credentials).
+        reason: String,
+    },
+    /// The store was created with its blobs elsewhere than the caller asked.
+    #[error("store {path} keeps its blobs at {actual}, not {requested}; use `sealift migrate --blobs {requested}` to move them")]
+    LocationMismatch {
+        /// The store directory.
+        path: PathBuf,
+        /// Where the store keeps them.
+        actual: String,
+        /// Where the caller asked.
+        requested: String,
+    },
 }
 
 /// Shorthand.

@@ -12,9 +12,9 @@
 //! epoch and is skipped.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::time::Duration;
 
+use crate::backend::Location;
 use crate::error::{Error, Result};
 use crate::record::{self, now, BlobRecord, IngestRecord, LeaseRecord};
 use crate::store::{Lease, Store};
@@ -63,7 +63,8 @@ pub struct GcReport {
     pub kept_by_grace: usize,
     /// Items that a concurrent writer touched after the mark, so were spared.
     pub spared_by_writer: usize,
-    /// Files under blobs/ with no record, removed (or that would be).
+    /// Blob files (or objects) with no record, older than the grace period, removed (or
+    /// that would be).
     pub orphan_files: usize,
     /// Partial ingest files of dead leases, removed (or that would be).
     pub stale_ingests: usize,
@@ -218,7 +219,14 @@ impl Store {
             self.unlink_removed(&mut pending, &mut unlinked)?;
         }
 
-        report.orphan_files = self.sweep_orphan_files(opts.dry_run)?.len();
+        // Local files are only ever published by this process (the store's lock), under the
+        // digest's stripe, so no grace is needed; a shared bucket may hold what another
+        // process published a moment ago and is about to record.
+        let orphan_grace = match self.backend.location() {
+            Location::Local => Duration::ZERO,
+            Location::S3 { .. } => opts.grace,
+        };
+        report.orphan_files = self.sweep_orphan_files(opts.dry_run, orphan_grace)?.len();
         report.stale_ingests = self.sweep_stale_ingests(&live_leases, opts.dry_run)?;
         if !opts.dry_run {
             self.db.flush()?;
@@ -265,12 +273,7 @@ impl Store {
             }
             *unlinked += 1;
             crate::fault::reached("gc.before_unlink", *unlinked);
-            let p = self.blob_path(&d);
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("removing", &p)(e)),
-            }
+            self.backend.delete(&d)?;
             crate::fault::reached("gc.after_unlink", *unlinked);
         }
         Ok(())
@@ -338,34 +341,36 @@ impl Store {
         Ok(())
     }
 
-    /// Files under `blobs/` that no record names. Removed unless `dry_run`.
-    pub(crate) fn sweep_orphan_files(&self, dry_run: bool) -> Result<Vec<std::path::PathBuf>> {
+    /// Published bytes that no record names, older than `grace` (bytes a put published a
+    /// moment ago are about to be committed). Removed unless `dry_run`. The listing is
+    /// paged by the backend, and only the orphans are kept.
+    pub(crate) fn sweep_orphan_files(&self, dry_run: bool, grace: Duration) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for alg in ["sha256", "sha512"] {
-            let dir = self.root.join("blobs").join(alg);
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let digest = format!("{alg}:{name}").parse::<Digest>().ok();
-                let orphan = |g: &Store| -> Result<bool> {
-                    Ok(match &digest {
-                        Some(d) => g.record(d)?.is_none(),
-                        None => true,
-                    })
-                };
-                // Hold the digest's stripe so a put between rename and commit is not
-                // mistaken for an orphan.
-                let _s = digest.as_ref().map(|d| self.stripe(d));
-                if orphan(self)? {
-                    if !dry_run {
-                        let _ = fs::remove_file(e.path());
-                    }
-                    out.push(e.path());
-                }
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        self.backend.list(&mut |item| {
+            if item.modified > cutoff {
+                return Ok(true);
             }
-        }
+            // Hold the digest's stripe so a put between publish and commit is not mistaken
+            // for an orphan.
+            let _s = item.digest.as_ref().map(|d| self.stripe(d));
+            let orphan = match &item.digest {
+                Some(d) => self.record(d)?.is_none(),
+                None => true,
+            };
+            if orphan {
+                if !dry_run {
+                    match &item.digest {
+                        Some(d) => self.backend.delete(d)?,
+                        None => self.backend.delete_listed(&item)?,
+                    }
+                }
+                out.push(item.name);
+            }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -378,9 +383,7 @@ impl Store {
                 n += 1;
                 if !dry_run {
                     self.ingests.remove(&k)?;
-                    let _ = fs::remove_file(
-                        self.ingest_dir().join(String::from_utf8_lossy(&k).as_ref()),
-                    );
+                    self.backend.discard(&String::from_utf8_lossy(&k))?;
                 }
             }
         }

@@ -1,8 +1,6 @@
 //! The manifest graph: storing and reading manifests, their recorded edges and referrers,
 //! walks from a root, and linking a whole graph before a tag or pin names it.
 
-use std::fs;
-
 use crate::blob::PutOutcome;
 use crate::error::{Error, Result};
 use crate::lease::Lease;
@@ -114,18 +112,17 @@ impl Store {
             }
             None => {}
         }
-        let (tmp, name) =
-            self.ingest_to_temp(lease, &digest, bytes.len() as u64, &mut &bytes[..])?;
+        let staged = self.stage(lease, &digest, bytes.len() as u64, &mut &bytes[..])?;
+        let name = staged.name().to_string();
         let r = self.commit(
             lease,
             &digest,
             bytes.len() as u64,
             &view.media_type,
-            Some(&tmp),
+            Some(staged),
             Some((&view, opts.sparse)),
         );
         self.ingests.remove(name.as_bytes())?;
-        let _ = fs::remove_file(&tmp);
         r?;
         Ok(StoredManifest {
             digest,

@@ -1,7 +1,6 @@
 //! Leases: work in progress that holds what it wrote until released (or, for a timed lease,
 //! until it expires), so GC never takes content a running copy still needs.
 
-use std::fs;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -73,8 +72,9 @@ impl Store {
             let r: IngestRecord = record::decode("ingests", &v)?;
             if r.lease == lease.id {
                 self.ingests.remove(&k)?;
-                let _ =
-                    fs::remove_file(self.ingest_dir().join(String::from_utf8_lossy(&k).as_ref()));
+                if let Err(e) = self.backend.discard(&String::from_utf8_lossy(&k)) {
+                    tracing::warn!("removing a released lease's partial blob: {e}");
+                }
             }
         }
         self.leases.remove(prefix)?;

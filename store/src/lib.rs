@@ -17,6 +17,7 @@
 //! assert_eq!(store.read_small(&d, 1024).unwrap(), bytes);
 //! ```
 
+pub mod backend;
 pub mod blob;
 pub mod du;
 pub mod error;
@@ -35,6 +36,7 @@ mod tx;
 pub mod verify;
 pub mod watch;
 
+pub use backend::{BlobReader, Location};
 pub use blob::PutOutcome;
 pub use error::{Error, Result};
 pub use graph::ManifestOptions;

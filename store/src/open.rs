@@ -6,7 +6,9 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
+use std::time::Duration;
 
+use crate::backend::{self, Location};
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 use crate::lock::StoreLock;
@@ -29,13 +31,21 @@ impl Store {
     /// Open (creating if needed) the store at `root`, take its lock, and recover what a
     /// crashed process left: its process-bound leases and its partial ingest files.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
-        let root = root.as_ref().to_path_buf();
+        Store::open_at(root.as_ref(), None)
+    }
+
+    /// Create the store at `root` with its blobs at `location` (`sealift init --blobs`), or
+    /// open it if it exists with its blobs there already. A store that keeps its blobs
+    /// elsewhere is refused with [`Error::LocationMismatch`]: moving them is `migrate`'s
+    /// work, never a side effect of opening.
+    pub fn init(root: impl AsRef<Path>, location: &Location) -> Result<Store> {
+        Store::open_at(root.as_ref(), Some(location))
+    }
+
+    fn open_at(root: &Path, requested: Option<&Location>) -> Result<Store> {
+        let root = root.to_path_buf();
         fs::create_dir_all(&root).map_err(Error::io("creating store directory", &root))?;
         let lock = StoreLock::acquire(&root)?;
-        for d in ["blobs/sha256", "blobs/sha512", "ingest"] {
-            let p = root.join(d);
-            fs::create_dir_all(&p).map_err(Error::io("creating", &p))?;
-        }
         let version_path = root.join("VERSION");
         match fs::read_to_string(&version_path) {
             Ok(v) => {
@@ -57,7 +67,7 @@ impl Store {
             }
         }
         let reserve = root.join(RESERVE);
-        let store = match Store::open_db_and_recover(&root, lock.duplicate()?) {
+        let store = match Store::open_db_and_recover(&root, lock.duplicate()?, requested) {
             Ok(s) => s,
             // Opening writes (sled's snapshot of its log, the open marker, lease cleanup),
             // so on a full disk it fails; the reserve file gives that space back. Any
@@ -68,7 +78,7 @@ impl Store {
                      (the disk may be full)",
                     RESERVE_BYTES >> 10
                 );
-                Store::open_db_and_recover(&root, lock.duplicate()?)?
+                Store::open_db_and_recover(&root, lock.duplicate()?, requested)?
             }
             Err(e) => return Err(e),
         };
@@ -76,12 +86,19 @@ impl Store {
         Ok(store)
     }
 
-    fn open_db_and_recover(root: &Path, lock: StoreLock) -> Result<Store> {
+    fn open_db_and_recover(
+        root: &Path,
+        lock: StoreLock,
+        requested: Option<&Location>,
+    ) -> Result<Store> {
         let db_dir = root.join("db");
         remove_snapshot_leftovers(&db_dir);
         let db = open_db(&db_dir)?;
         let t = |n: &str| db.open_tree(n);
+        let meta = t("meta")?;
+        let location = stored_location(root, &db, &meta, requested)?;
         let store = Store {
+            backend: backend::open::connect(root, &location)?,
             blobs: t("blobs")?,
             edges: t("edges")?,
             referrers: t("referrers")?,
@@ -90,7 +107,7 @@ impl Store {
             leases: t("leases")?,
             holds: t("holds")?,
             ingests: t("ingests")?,
-            meta: t("meta")?,
+            meta,
             db,
             root: root.to_path_buf(),
             session: rand::random(),
@@ -156,14 +173,24 @@ impl Store {
         if self.crashed_before()? {
             // Records before orphans: a dropped record's file (if it is there but short)
             // becomes an orphan the sweep below removes.
-            let dropped = self.drop_records_without_files()?;
+            let dropped = if self.backend.check_records_after_crash() {
+                self.drop_records_without_files()?
+            } else {
+                0
+            };
             if dropped > 0 {
                 tracing::warn!(
                     "dropped {dropped} records whose blob files are missing or short; \
                      the images that need them show as broken until imported again"
                 );
             }
-            let orphans = self.sweep_orphan_files(false)?;
+            // Only local files: this process is the only writer. A shared bucket's orphans
+            // wait for GC and its grace period (another process may be about to record
+            // them).
+            let orphans = match self.backend.location() {
+                Location::Local => self.sweep_orphan_files(false, Duration::ZERO)?,
+                Location::S3 { .. } => Vec::new(),
+            };
             if !orphans.is_empty() {
                 tracing::info!(
                     "removed {} blob files a crashed process left uncommitted",
@@ -171,13 +198,10 @@ impl Store {
                 );
             }
         }
-        // Partial files whose lease is gone are garbage.
-        let dir = self.ingest_dir();
-        let entries = fs::read_dir(&dir).map_err(Error::io("reading", &dir))?;
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
+        // Partial writes with no record (killed between staging and recording) are garbage.
+        for name in self.backend.staged_names()? {
             if self.ingests.get(name.as_bytes())?.is_none() {
-                let _ = fs::remove_file(e.path());
+                self.backend.discard(&name)?;
             }
         }
         Ok(())
@@ -197,6 +221,50 @@ impl Store {
             self.db.flush()?;
         }
         Ok(n)
+    }
+}
+
+/// Where the store at `root` keeps its blobs: what its metadata says (key `blobs`), or,
+/// for a store that says nothing (new, or made before the key existed), local files. A new
+/// store with a `requested` location remembers it; an existing one must match it.
+fn stored_location(
+    root: &Path,
+    db: &sled::Db,
+    meta: &sled::Tree,
+    requested: Option<&Location>,
+) -> Result<Location> {
+    let stored = match meta.get(b"blobs")? {
+        Some(v) => Some(
+            String::from_utf8_lossy(&v)
+                .parse::<Location>()
+                .map_err(|e| Error::Corrupt {
+                    tree: "meta",
+                    reason: format!("its blob location: {e}"),
+                })?,
+        ),
+        None => None,
+    };
+    // A store holding nothing may still choose; one with blobs must migrate them.
+    let is_new = || -> Result<bool> { Ok(db.open_tree("blobs")?.is_empty()) };
+    match (stored, requested) {
+        (Some(s), Some(r)) if &s != r => Err(Error::LocationMismatch {
+            path: root.to_path_buf(),
+            actual: s.to_string(),
+            requested: r.to_string(),
+        }),
+        (Some(s), _) => Ok(s),
+        (None, Some(Location::Local)) | (None, None) => Ok(Location::Local),
+        (None, Some(r)) => {
+            if !is_new()? {
+                return Err(Error::LocationMismatch {
+                    path: root.to_path_buf(),
+                    actual: Location::Local.to_string(),
+                    requested: r.to_string(),
+                });
+            }
+            meta.insert(b"blobs", r.to_string().as_bytes())?;
+            Ok(r.clone())
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
+use crate::backend::{Backend, Location};
 use crate::error::Result;
 use crate::lock::StoreLock;
 use sealift_oci::digest::Digest;
@@ -25,6 +26,8 @@ pub(crate) const STRIPES: usize = 64;
 /// An open store. One per process: see [`StoreLock`].
 pub struct Store {
     pub(crate) root: PathBuf,
+    /// Where blob bytes live (see [`crate::backend`]).
+    pub(crate) backend: Box<dyn Backend>,
     pub(crate) db: sled::Db,
     pub(crate) blobs: sled::Tree,
     pub(crate) edges: sled::Tree,
@@ -65,16 +68,26 @@ impl Store {
         &self.root
     }
 
-    /// Where a committed blob's bytes live.
+    /// Where a committed blob's bytes live in a store with local blobs (tests use it to
+    /// damage a store on purpose). Code that reads bytes uses [`Store::open_blob`], and
+    /// code that links files uses [`Store::blob_file`].
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(d.algorithm().as_str())
-            .join(d.hex())
+        self.root.join(crate::backend::blob_key(d))
     }
 
-    pub(crate) fn ingest_dir(&self) -> PathBuf {
-        self.root.join("ingest")
+    /// The local file holding a blob, when the store keeps its blobs in local files.
+    pub fn blob_file(&self, d: &Digest) -> Option<PathBuf> {
+        self.backend.local_path(d)
+    }
+
+    /// Where the store keeps its blob bytes.
+    pub fn blob_location(&self) -> Location {
+        self.backend.location()
+    }
+
+    /// The blob backend (serve asks it for presigned URLs; migrate copies between two).
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
     }
 
     pub(crate) fn stripe(&self, d: &Digest) -> std::sync::MutexGuard<'_, ()> {

@@ -2,8 +2,8 @@
 //! and (with `full`) every byte against its digest and every layer against its DiffID.
 
 use std::fmt;
-use std::fs;
 use std::io::Read;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::record::BlobRecord;
@@ -185,10 +185,9 @@ impl Store {
         let records: Vec<(Digest, BlobRecord)> = self.records().collect::<Result<_>>()?;
         for (d, rec) in &records {
             report.checked += 1;
-            let path = self.blob_path(d);
-            let meta = match fs::metadata(&path) {
-                Ok(m) => m,
-                Err(_) => {
+            let len = match self.backend.stat(d)? {
+                Some(len) => len,
+                None => {
                     report
                         .problems
                         .push(Problem::MissingFile { digest: d.clone() });
@@ -196,17 +195,17 @@ impl Store {
                     continue;
                 }
             };
-            if meta.len() != rec.size {
+            if len != rec.size {
                 report.problems.push(Problem::WrongSize {
                     digest: d.clone(),
                     expected: rec.size,
-                    actual: meta.len(),
+                    actual: len,
                 });
                 bad_records.push((d.clone(), rec.clone(), true));
                 continue;
             }
             if opts.full {
-                let actual = hash_file(&path, d)?;
+                let actual = self.hash_blob(d)?;
                 report.hashed_bytes += rec.size;
                 if &actual != d {
                     report.problems.push(Problem::WrongDigest {
@@ -249,26 +248,22 @@ impl Store {
                 });
             }
         }
-        for path in self.sweep_orphan_files(true)? {
-            report.problems.push(Problem::OrphanFile {
-                path: path.display().to_string(),
-            });
+        for path in self.sweep_orphan_files(true, Duration::ZERO)? {
+            report.problems.push(Problem::OrphanFile { path });
         }
         if opts.repair {
             for (d, rec, remove_file) in &bad_records {
                 let _s = self.stripe(d);
                 self.drop_record(d, rec)?;
                 if *remove_file {
-                    let _ = fs::remove_file(self.blob_path(d));
+                    self.backend.delete(d)?;
                 }
                 report
                     .repaired
                     .push(format!("dropped record {d} (its bytes are gone or wrong)"));
             }
-            for path in self.sweep_orphan_files(false)? {
-                report
-                    .repaired
-                    .push(format!("removed orphan file {}", path.display()));
+            for path in self.sweep_orphan_files(false, Duration::ZERO)? {
+                report.repaired.push(format!("removed orphan file {path}"));
             }
             self.db.flush()?;
         }
@@ -361,8 +356,7 @@ impl Store {
             if bad.contains(&layer.digest) || self.record(&layer.digest)?.is_none() {
                 continue;
             }
-            let path = self.blob_path(&layer.digest);
-            let f = fs::File::open(&path).map_err(Error::io("opening", &path))?;
+            let f = self.backend.open(&layer.digest, 0)?;
             let actual = match diff_id(f, c) {
                 Ok(a) => a,
                 Err(e) => {
@@ -387,16 +381,22 @@ impl Store {
     }
 }
 
-fn hash_file(path: &std::path::Path, d: &Digest) -> Result<Digest> {
-    let mut f = fs::File::open(path).map_err(Error::io("opening", path))?;
-    let mut h = Hasher::new(d.algorithm());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(Error::io("reading", path))?;
-        if n == 0 {
-            break;
+impl Store {
+    /// Re-hash a blob's published bytes, streamed from the backend.
+    fn hash_blob(&self, d: &Digest) -> Result<Digest> {
+        let mut r = self.backend.open(d, 0)?;
+        let mut h = Hasher::new(d.algorithm());
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read(&mut buf).map_err(|source| Error::Read {
+                digest: d.clone(),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
         }
-        h.update(&buf[..n]);
+        Ok(h.finish())
     }
-    Ok(h.finish())
 }

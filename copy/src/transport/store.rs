@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sealift_oci::manifest::MAX_MANIFEST_SIZE;
 use sealift_oci::{Descriptor, Digest, StoreRef};
-use sealift_store::{Lease, ManifestOptions, Store};
+use sealift_store::{BlobReader, Lease, ManifestOptions, Store};
 use tokio_util::io::SyncIoBridge;
 
 use super::{BlobStream, Root, Sink, Source, TransportError};
@@ -66,8 +66,11 @@ impl Source for StoreSource {
     async fn blob(&self, desc: &Descriptor) -> Result<BlobStream, TransportError> {
         let store = self.store.clone();
         let d = desc.digest.clone();
-        let f = tokio::task::spawn_blocking(move || store.open_blob(&d)).await??;
-        Ok(Box::new(tokio::fs::File::from_std(f)))
+        let r = tokio::task::spawn_blocking(move || store.open_blob(&d)).await??;
+        Ok(match r {
+            BlobReader::File(f) => Box::new(tokio::fs::File::from_std(f)),
+            BlobReader::Stream(s) => async_reader(s),
+        })
     }
 
     async fn tags(&self) -> Result<Vec<String>, TransportError> {
@@ -247,4 +250,37 @@ impl Sink for StoreSink {
         tokio::task::spawn_blocking(move || store.flush()).await??;
         Ok(())
     }
+}
+
+/// A blocking reader (an object store's stream) as an async one: a blocking-pool thread
+/// pumps it into a bounded pipe, so memory stays at the pipe's size and the reader's
+/// errors reach the consumer as a failed read.
+fn async_reader(mut r: Box<dyn std::io::Read + Send>) -> BlobStream {
+    use tokio::io::AsyncWriteExt;
+    const PIPE: usize = 1 << 20;
+    let (rx, mut tx) = tokio::io::duplex(PIPE);
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if rt.block_on(tx.write_all(&buf[..n])).is_err() {
+                        // The consumer went away.
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Dropping the writer early makes the consumer see a short stream,
+                    // which the copy's size check reports.
+                    tracing::warn!("reading a stored blob: {e}");
+                    return;
+                }
+            }
+        }
+        let _ = rt.block_on(tx.shutdown());
+    });
+    Box::new(rx)
 }

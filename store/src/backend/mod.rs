@@ -1,0 +1,186 @@
+//! Where blob bytes live: the boundary between the store (which hashes, verifies, records
+//! and collects) and the thing that holds bytes keyed by digest (a local directory, or an
+//! S3-compatible bucket).
+//!
+//! The store never trusts a backend with verification: it hashes every byte it hands to a
+//! [`Staged`] write and publishes only what matched. A backend only has to keep three
+//! promises:
+//! - a staged write is invisible under the digest until [`Staged::publish`];
+//! - [`Staged::seal`] makes the staged bytes durable (still invisible), so a publish after
+//!   it cannot lose them;
+//! - after [`Backend::sync`] returns, every publish before it survives a crash (the local
+//!   backend fsyncs the blob directories; an object store's publish is durable already).
+//!
+//! What a killed process leaves is found again by the name the store recorded for each
+//! staged write (the `ingests` tree): [`Backend::discard`] removes it. Published bytes with
+//! no record (a kill between publish and commit) are orphans that GC removes after grace.
+
+pub mod local;
+pub mod open;
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result};
+use sealift_oci::digest::Digest;
+
+/// Where a store keeps its blob bytes, as given to `init --blobs` and remembered by the
+/// store (in its metadata, key `blobs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// `blobs/<alg>/<hex>` under the store directory (the default).
+    Local,
+    /// `s3://BUCKET/PREFIX`: objects `PREFIX/blobs/<alg>/<hex>` in an S3-compatible bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix, without leading or trailing `/` (may be empty).
+        prefix: String,
+    },
+}
+
+impl std::str::FromStr for Location {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Location> {
+        if s == "local" {
+            return Ok(Location::Local);
+        }
+        let Some(rest) = s.strip_prefix("s3://") else {
+            return Err(Error::BadLocation {
+                location: s.to_string(),
+                reason: "expected `local` or `s3://BUCKET/PREFIX`".into(),
+            });
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(Error::BadLocation {
+                location: s.to_string(),
+                reason: format!(
+                    "bucket {bucket:?} is not a valid S3 bucket name (3-63 of a-z, 0-9, '-', '.')"
+                ),
+            });
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(Error::BadLocation {
+                location: s.to_string(),
+                reason: format!("prefix {prefix:?} has an empty, `.` or `..` segment"),
+            });
+        }
+        Ok(Location::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local => f.write_str("local"),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// A blob's bytes, opened for reading from some offset.
+pub enum BlobReader {
+    /// A local file (callers may hard-link, stat or hand it to the kernel).
+    File(File),
+    /// A stream from elsewhere.
+    Stream(Box<dyn Read + Send>),
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            BlobReader::File(f) => f.read(buf),
+            BlobReader::Stream(s) => s.read(buf),
+        }
+    }
+}
+
+/// One published object, as a listing sees it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// The digest its name spells, or `None` for a name that is not a digest.
+    pub digest: Option<Digest>,
+    /// Where it is, for messages and for [`Backend::delete_listed`]: a file's path, or
+    /// `s3://BUCKET/KEY`.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+/// A write in progress. The store writes exactly the bytes it hashed, then either seals
+/// and publishes, or aborts. Dropping without publishing must leave nothing visible.
+pub trait Staged: Send {
+    /// The name the store records in `ingests`, from which [`Backend::discard`] finds the
+    /// leftovers of a killed write.
+    fn name(&self) -> &str;
+    /// Append bytes.
+    fn write(&mut self, buf: &[u8]) -> Result<()>;
+    /// Every byte is written and the store has verified the digest: make the bytes durable,
+    /// still invisible under the digest.
+    fn seal(&mut self) -> Result<()>;
+    /// Make the sealed bytes visible under their digest. Durable after [`Backend::sync`].
+    fn publish(self: Box<Self>) -> Result<()>;
+    /// Give up: remove whatever was staged.
+    fn abort(self: Box<Self>);
+}
+
+/// What holds blob bytes. Implementations in `local.rs` (and `s3.rs`); `open.rs` picks one.
+/// All calls block; they may be made from any thread, including tokio's blocking pool.
+pub trait Backend: Send + Sync {
+    /// Where the bytes are, for messages (`local DIR`, `s3://BUCKET/PREFIX`).
+    fn describe(&self) -> String;
+    /// The location the store remembers.
+    fn location(&self) -> Location;
+    /// The size of the published bytes of `d`, or `None` when there are none.
+    fn stat(&self, d: &Digest) -> Result<Option<u64>>;
+    /// Read the published bytes of `d` from `offset` to the end.
+    fn open(&self, d: &Digest, offset: u64) -> Result<BlobReader>;
+    /// The local file holding `d`, when blobs are local files (exports hard-link it).
+    fn local_path(&self, d: &Digest) -> Option<PathBuf>;
+    /// Start writing `size` bytes that should hash to `d`. `unique` is a fresh random
+    /// suffix the backend may use in its name.
+    fn stage(&self, d: &Digest, size: u64, unique: &str) -> Result<Box<dyn Staged>>;
+    /// Remove what the staged write recorded as `name` left behind (its process was
+    /// killed, or its lease released). Absent leftovers are not an error.
+    fn discard(&self, name: &str) -> Result<()>;
+    /// Names of staged leftovers the backend can list (local: files under `ingest/`);
+    /// those with no record are removed on open. Backends that cannot list return none.
+    fn staged_names(&self) -> Result<Vec<String>>;
+    /// Make every publish so far durable.
+    fn sync(&self) -> Result<()>;
+    /// Remove the published bytes of `d`. Absent bytes are not an error.
+    fn delete(&self, d: &Digest) -> Result<()>;
+    /// Remove a listed object that is not named by a digest.
+    fn delete_listed(&self, item: &Listed) -> Result<()>;
+    /// Visit every published object, a page at a time (memory does not grow with the
+    /// number of objects). Stop early when `visit` returns `false`.
+    fn list(&self, visit: &mut dyn FnMut(Listed) -> Result<bool>) -> Result<()>;
+    /// A URL from which a client can GET the bytes of `d` for `ttl`, when the backend can
+    /// hand one out (the local backend cannot).
+    fn presign(&self, d: &Digest, ttl: Duration) -> Result<Option<String>>;
+    /// Whether a crash can leave a record whose bytes are not published. False for object
+    /// stores, where publish happens before the record commits and cannot be undone by a
+    /// power loss; true for local files (a defence against file systems that lose renames).
+    fn check_records_after_crash(&self) -> bool;
+}
+
+/// The object key or relative path of a digest: `blobs/<alg>/<hex>`.
+pub fn blob_key(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+}
