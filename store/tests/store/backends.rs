@@ -94,6 +94,15 @@ impl Fixture {
         out
     }
 
+    /// The digests of the published blobs: the files under `blobs/` (read directly), or the
+    /// objects the bucket lists under the prefix.
+    pub fn blob_names(&self, store: &Store) -> BTreeSet<String> {
+        match self.kind {
+            Kind::Local => crate::common::blob_files(self.dir.path()),
+            Kind::S3 => self.published(store),
+        }
+    }
+
     /// What unfinished writes left: files under `ingest/`, or multipart uploads neither
     /// completed nor aborted in the bucket.
     pub fn leftovers(&self) -> Vec<String> {
@@ -131,7 +140,6 @@ impl Fixture {
 }
 
 /// `name::local` and `name::s3` for each `fn name(kind: Kind)`.
-#[allow(unused_macros)]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         $(
