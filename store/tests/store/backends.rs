@@ -117,7 +117,9 @@ impl Fixture {
         match self.kind {
             Kind::Local => {
                 let p = store.blob_path(d);
-                crate::common::make_writable(&p);
+                if p.exists() {
+                    crate::common::make_writable(&p);
+                }
                 std::fs::write(p, bytes).unwrap();
             }
             Kind::S3 => {
@@ -129,6 +131,19 @@ impl Fixture {
                 w.write(bytes).unwrap();
                 w.seal().unwrap();
                 w.publish().unwrap();
+            }
+        }
+    }
+
+    /// The name a listing gives the published bytes of `d` (a path, or `s3://BUCKET/KEY`).
+    pub fn listed_name(&self, store: &Store, d: &sealift_oci::Digest) -> String {
+        match &self.location {
+            Location::Local => store.blob_path(d).display().to_string(),
+            Location::S3 { bucket, prefix } => {
+                format!(
+                    "s3://{bucket}/{prefix}/{}",
+                    sealift_store::backend::blob_key(d)
+                )
             }
         }
     }
