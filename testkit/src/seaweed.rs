@@ -222,6 +222,14 @@ impl Seaweed {
             .unwrap_or_default()
     }
 
+    /// `GET url` (a presigned URL this server signed): status and body.
+    pub fn get(&self, url: &str) -> (u16, Vec<u8>) {
+        let rest = url
+            .strip_prefix(&self.endpoint())
+            .unwrap_or_else(|| panic!("{url} is not on this server ({})", self.endpoint()));
+        request(self.s3, "GET", rest).unwrap_or_else(|e| panic!("seaweedfs: GET {url}: {e}"))
+    }
+
     fn filer_request(&self, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
         request(self.filer, method, path)
     }

@@ -70,6 +70,16 @@ fn multipart_blob_round_trips_with_ranged_reads() {
     assert!(url.starts_with(&Seaweed::shared().endpoint()), "{url}");
     assert!(url.contains("X-Amz-Signature="), "{url}");
     assert!(!url.contains(seaweed::SECRET_KEY));
+    // The URL alone (no credentials) fetches the bytes; a tampered one is refused.
+    let (status, body) = Seaweed::shared().get(&url);
+    assert_eq!(status, 200);
+    assert!(
+        body == data,
+        "presigned GET returned {} bytes, differing",
+        body.len()
+    );
+    let (status, _) = Seaweed::shared().get(&url.replace("X-Amz-Expires=60", "X-Amz-Expires=61"));
+    assert_eq!(status, 403);
 }
 
 #[test]
