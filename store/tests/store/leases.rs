@@ -6,9 +6,16 @@ use std::time::Duration;
 
 use sealift_oci::Digest;
 use sealift_store::gc::GcOptions;
-use sealift_store::{Error, Store};
+use sealift_store::Error;
 
+use crate::backends::{Fixture, Kind};
 use crate::common::*;
+
+on_both_backends!(
+    process_bound_lease_is_dropped_on_reopen,
+    timed_lease_survives_reopen_and_protects_until_released,
+    release_drops_holds,
+);
 
 fn gc0() -> GcOptions {
     GcOptions {
@@ -21,13 +28,12 @@ fn removed(r: &sealift_store::gc::GcReport) -> BTreeSet<Digest> {
     r.removed.iter().map(|c| c.digest.clone()).collect()
 }
 
-#[test]
-fn process_bound_lease_is_dropped_on_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+fn process_bound_lease_is_dropped_on_reopen(kind: Kind) {
+    let fx = Fixture::new(kind);
     let kept = Blob::new("application/octet-stream", noise("pb-kept", 10_000));
     let img = image("amd64", vec![layer("pb-img")]);
     let lease = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = fx.open();
         let lease = store.lease_detached("crashed copy", None).unwrap();
         put_new(&store, &lease, &kept);
         put_image(&store, &lease, &img);
@@ -37,7 +43,7 @@ fn process_bound_lease_is_dropped_on_reopen() {
         lease
         // Dropped without release: as if the process died.
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = fx.open();
     let err = store
         .put_blob(&lease, &Digest::sha256(b"z"), 1, "", &mut &b"z"[..])
         .unwrap_err();
@@ -53,17 +59,16 @@ fn process_bound_lease_is_dropped_on_reopen() {
         r.bytes,
         kept.size() + img.blobs().iter().map(|b| b.size()).sum::<u64>()
     );
-    assert!(blob_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
     assert!(record_digests(&store).is_empty());
 }
 
-#[test]
-fn timed_lease_survives_reopen_and_protects_until_released() {
-    let dir = tempfile::tempdir().unwrap();
+fn timed_lease_survives_reopen_and_protects_until_released(kind: Kind) {
+    let fx = Fixture::new(kind);
     let held = Blob::new("application/octet-stream", noise("timed", 20_000));
     let loose = Blob::new("application/octet-stream", noise("loose", 1_000));
     let lease = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = fx.open();
         let lease = store
             .lease_detached("resumable sync", Some(Duration::from_secs(3600)))
             .unwrap();
@@ -72,14 +77,17 @@ fn timed_lease_survives_reopen_and_protects_until_released() {
         put_new(&store, &other, &loose);
         lease
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = fx.open();
     let r = store.gc(&gc0()).unwrap();
     assert_eq!(removed(&r), [loose.digest.clone()].into());
     assert!(store.record(&held.digest).unwrap().is_some());
-    assert_eq!(
-        std::fs::read(store.blob_path(&held.digest)).unwrap(),
-        held.bytes
-    );
+    if kind == Kind::Local {
+        assert_eq!(
+            std::fs::read(store.blob_path(&held.digest)).unwrap(),
+            held.bytes
+        );
+    }
+    assert_eq!(store.read_small(&held.digest, 1 << 20).unwrap(), held.bytes);
 
     // The timed lease is still usable after the reopen: resumable work continues.
     let more = Blob::new("application/octet-stream", noise("timed-more", 500));
@@ -92,12 +100,11 @@ fn timed_lease_survives_reopen_and_protects_until_released() {
         removed(&r),
         [held.digest.clone(), more.digest.clone()].into()
     );
-    assert!(blob_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
 }
 
-#[test]
-fn release_drops_holds() {
-    let (dir, store) = open_temp();
+fn release_drops_holds(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let a = Blob::new("application/octet-stream", noise("rel-a", 4000));
     let b = Blob::new("application/octet-stream", noise("rel-b", 4000));
     let l1 = store.lease_detached("one", None).unwrap();
@@ -118,7 +125,7 @@ fn release_drops_holds() {
     store.release(l2).unwrap();
     let r = store.gc(&gc0()).unwrap();
     assert_eq!(removed(&r), [a.digest.clone(), b.digest.clone()].into());
-    assert!(blob_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
     assert!(matches!(
         store.hold(&l2, &a.digest),
         Err(Error::LeaseGone(_))

@@ -8,7 +8,10 @@ use sealift_oci::{Digest, ManifestKind};
 use sealift_store::{Error, ManifestOptions, PutOutcome};
 use serde_json::json;
 
+use crate::backends::{Fixture, Kind};
 use crate::common::*;
+
+on_both_backends!(missing_required_child_is_refused_and_leaves_nothing,);
 
 fn opts<'a>(expected: &'a Digest, media_type: &'a str) -> ManifestOptions<'a> {
     ManifestOptions {
@@ -88,9 +91,8 @@ fn image_manifest_is_stored_byte_for_byte_with_edges() {
     assert_eq!(files, names(&img.digests()));
 }
 
-#[test]
-fn missing_required_child_is_refused_and_leaves_nothing() {
-    let (dir, store) = open_temp();
+fn missing_required_child_is_refused_and_leaves_nothing(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease("t", None).unwrap();
     let img = image("amd64", vec![layer("present"), layer("absent")]);
     put(&store, &lease, &img.config);
@@ -118,12 +120,12 @@ fn missing_required_child_is_refused_and_leaves_nothing() {
     assert!(msg.contains(&m.digest.to_string()) && msg.contains(&absent.digest.to_string()));
     assert!(store.record(&m.digest).unwrap().is_none());
     assert!(store.edges(&m.digest).unwrap().is_empty());
-    assert!(ingest_files(dir.path()).is_empty());
+    assert!(fx.leftovers().is_empty());
     // Only the two blobs that were stored: a refused manifest leaves no file behind
     // (it would show up as an orphan in verify).
     let expected: std::collections::BTreeSet<Digest> =
         [img.config.digest.clone(), img.layers[0].blob.digest.clone()].into();
-    assert_eq!(blob_files(dir.path()), names(&expected));
+    assert_eq!(fx.blob_names(&store), names(&expected));
     let report = store
         .verify(sealift_store::verify::VerifyOptions::default())
         .unwrap();
