@@ -15,6 +15,7 @@ mod e2e {
     mod migrate;
     mod registry;
     mod roundtrip;
+    mod s3;
     mod serve;
     mod store_safety;
     mod sync;

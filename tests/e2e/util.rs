@@ -89,12 +89,15 @@ fn newest(p: &Path) -> Option<std::time::SystemTime> {
 /// A temporary store directory and a way to run sealift on it.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Applied to every command (a store on S3 passes its server's settings).
+    pub setup: Option<fn(&mut Command)>,
 }
 
 impl Env {
     pub fn new() -> Env {
         Env {
             dir: tempfile::tempdir().expect("temp dir"),
+            setup: None,
         }
     }
 
@@ -110,6 +113,9 @@ impl Env {
         let mut c = Command::new(sealift_bin());
         c.arg("--store").arg(self.store());
         c.env_remove("SEALIFT_STORE");
+        if let Some(setup) = self.setup {
+            setup(&mut c);
+        }
         c
     }
 
@@ -191,6 +197,26 @@ pub fn tool_ok(name: &str, args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Unpack `image` (`DIR:REF`) with umoci into `bundle` and check the corpus's base layer
+/// files arrived intact.
+pub fn umoci_unpacks_base_files(image: &str, bundle: &Path) {
+    tool_ok(
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            image,
+            bundle.to_str().unwrap(),
+        ],
+    );
+    for (file, content) in sealift_fixtures::BASE_LAYER_FILES {
+        let got = std::fs::read_to_string(bundle.join("rootfs").join(file.trim_start_matches('/')))
+            .unwrap_or_else(|e| panic!("{file} not unpacked: {e}"));
+        assert_eq!(&got, content);
+    }
 }
 
 /// sha256 of a file, as `sha256:<hex>`.
