@@ -173,8 +173,8 @@ impl Store {
 fn copy_verified(src: &dyn Backend, dest: &dyn Backend, d: &Digest, size: u64) -> Result<()> {
     let unique = format!("{:016x}", rand::random::<u64>());
     let mut staged = dest.stage(d, size, &unique)?;
-    let copied = read_verified(src, d, size, &mut |chunk| staged.write(chunk))
-        .and_then(|()| staged.seal());
+    let copied =
+        read_verified(src, d, size, &mut |chunk| staged.write(chunk)).and_then(|()| staged.seal());
     match copied {
         Ok(()) => staged.publish(),
         Err(e) => {
