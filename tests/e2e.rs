@@ -12,6 +12,7 @@ mod e2e {
     mod docker_archive;
     mod hostile;
     mod interop;
+    mod migrate;
     mod registry;
     mod roundtrip;
     mod s3;

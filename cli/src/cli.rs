@@ -55,6 +55,8 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the store's records, files and graph
     Verify(VerifyArgs),
+    /// Move the store's blob bytes to another place (local files or an S3 bucket)
+    Migrate(MigrateArgs),
     /// Show disk usage: logical against physical bytes
     Du,
     /// Import an OCI image layout (directory or tarball)
@@ -231,6 +233,16 @@ pub struct GcArgs {
     /// Keep never-linked blobs and orphaned referrers younger than this (30s, 10m, 1h, 0)
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub grace: GraceDuration,
+}
+
+/// `sealift migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Where the blobs go: `local` (files under the store directory) or
+    /// `s3://BUCKET/PREFIX` (endpoint, region and credentials from the AWS environment and
+    /// files). Every blob is verified on the way; run again to resume after an interruption
+    #[arg(long, value_name = "local|s3://BUCKET/PREFIX")]
+    pub blobs: sealift_store::Location,
 }
 
 /// `sealift verify`.

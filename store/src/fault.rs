@@ -16,6 +16,8 @@ pub const POINTS: &[&str] = &[
     "gc.before_unlink",
     // GC: this file is unlinked; the final orphan sweep and flush have not run.
     "gc.after_unlink",
+    // Migrate: the n-th blob is published in the new backend; the location is not switched.
+    "migrate.after_copy",
 ];
 
 /// The environment variable naming the point.

@@ -27,6 +27,7 @@ pub mod graph;
 pub mod image;
 pub mod lease;
 pub mod lock;
+pub mod migrate;
 pub mod open;
 pub mod record;
 pub mod state;

@@ -103,7 +103,15 @@ impl Store {
             // Opening writes (sled's snapshot of its log, the open marker, lease cleanup),
             // so on a full disk it fails; the reserve file gives that space back. Any
             // failure frees it: the retry's own error is what the user sees.
-            Err(first) if fs::remove_file(&reserve).is_ok() => {
+            // Not for a blob backend that cannot be reached: that is no disk space problem.
+            Err(first)
+                if !matches!(
+                    first,
+                    Error::Backend { .. }
+                        | Error::BadLocation { .. }
+                        | Error::LocationMismatch { .. }
+                ) && fs::remove_file(&reserve).is_ok() =>
+            {
                 tracing::warn!(
                     "opening the store failed ({first}); freed its {} KiB reserve to retry \
                      (the disk may be full)",

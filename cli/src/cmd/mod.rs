@@ -10,6 +10,7 @@ mod images;
 mod init;
 mod inspect;
 pub(crate) mod layout;
+mod migrate;
 pub(crate) mod serve;
 pub mod sync;
 mod tag;
@@ -146,6 +147,7 @@ fn dispatch(ctx: &Context, command: Command, out: &mut dyn Write) -> Result<Stat
         Command::Rm(a) => tag::rm(ctx, &a, out),
         Command::Gc(a) => gc::run(ctx, &a, out),
         Command::Verify(a) => verify::run(ctx, &a, out),
+        Command::Migrate(a) => migrate::run(ctx, &a, out),
         Command::Du => du::run(ctx, out),
         Command::Import(a) => layout::import(ctx, &a, out),
         Command::Export(a) => layout::export(ctx, &a, out),
