@@ -14,6 +14,7 @@ mod e2e {
     mod interop;
     mod registry;
     mod roundtrip;
+    mod s3;
     mod serve;
     mod store_safety;
     mod sync;

@@ -14,6 +14,7 @@ use clap_complete::Shell;
 use sealift_layout::split;
 use sealift_oci::{Platform, Repo, StoreRef, Tag};
 use sealift_serve::ServeOptions;
+use sealift_store::Location;
 
 /// Keep container images in an embedded content-addressed store and move them between
 /// registries, OCI layouts and tarballs.
@@ -39,6 +40,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create the store and choose where its blob bytes live: local files (the default) or
+    /// an S3-compatible bucket
+    Init(InitArgs),
     /// List tagged images
     Images,
     /// Show an image's manifest graph, config, DiffIDs and ChainIDs
@@ -204,6 +208,17 @@ pub struct RmArgs {
     /// repo:tag removes that tag; repo@sha256:… removes every tag of repo pointing there
     #[arg(value_name = "REF", required = true)]
     pub references: Vec<StoreRef>,
+}
+
+/// `sealift init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where blob bytes live: `local` (files under the store directory) or
+    /// s3://BUCKET/PREFIX (endpoint, region and credentials from AWS_ENDPOINT_URL,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or ~/.aws). The store remembers
+    /// it; every other command then uses it
+    #[arg(long, value_name = "LOCATION", default_value = "local")]
+    pub blobs: Location,
 }
 
 /// `sealift gc`.

@@ -334,6 +334,7 @@ fn a_full_disk_neither_stops_reads_nor_damages_the_store() {
     let fs = Tmpfs::new("24m");
     let env = Env {
         dir: tempfile::tempdir_in(fs.dir.path()).unwrap(),
+        setup: None,
     };
     let scratch = Env::new();
     let (corpus, _) = corpus_dir(&scratch);

@@ -7,6 +7,7 @@ pub(crate) mod docs;
 mod du;
 mod gc;
 mod images;
+mod init;
 mod inspect;
 pub(crate) mod layout;
 pub(crate) mod serve;
@@ -138,6 +139,7 @@ pub fn run_for_client(store: Arc<Store>, req: control::Request) -> control::Resp
 /// Run one command with `ctx`, printing to `out`.
 fn dispatch(ctx: &Context, command: Command, out: &mut dyn Write) -> Result<Status> {
     match command {
+        Command::Init(a) => init::run(ctx, &a, out),
         Command::Images => images::run(ctx, out),
         Command::Inspect(a) => inspect::run(ctx, &a, out),
         Command::Tag(a) => tag::tag(ctx, &a, out),

@@ -94,6 +94,15 @@ impl Fixture {
         out
     }
 
+    /// The digests of the published blobs: the files under `blobs/` (read directly), or the
+    /// objects the bucket lists under the prefix.
+    pub fn blob_names(&self, store: &Store) -> BTreeSet<String> {
+        match self.kind {
+            Kind::Local => crate::common::blob_files(self.dir.path()),
+            Kind::S3 => self.published(store),
+        }
+    }
+
     /// What unfinished writes left: files under `ingest/`, or multipart uploads neither
     /// completed nor aborted in the bucket.
     pub fn leftovers(&self) -> Vec<String> {
@@ -108,7 +117,9 @@ impl Fixture {
         match self.kind {
             Kind::Local => {
                 let p = store.blob_path(d);
-                crate::common::make_writable(&p);
+                if p.exists() {
+                    crate::common::make_writable(&p);
+                }
                 std::fs::write(p, bytes).unwrap();
             }
             Kind::S3 => {
@@ -124,6 +135,19 @@ impl Fixture {
         }
     }
 
+    /// The name a listing gives the published bytes of `d` (a path, or `s3://BUCKET/KEY`).
+    pub fn listed_name(&self, store: &Store, d: &sealift_oci::Digest) -> String {
+        match &self.location {
+            Location::Local => store.blob_path(d).display().to_string(),
+            Location::S3 { bucket, prefix } => {
+                format!(
+                    "s3://{bucket}/{prefix}/{}",
+                    sealift_store::backend::blob_key(d)
+                )
+            }
+        }
+    }
+
     /// Remove the published bytes of `d` behind the store's back.
     pub fn remove(&self, store: &Store, d: &sealift_oci::Digest) {
         store.backend().delete(d).unwrap();
@@ -131,7 +155,6 @@ impl Fixture {
 }
 
 /// `name::local` and `name::s3` for each `fn name(kind: Kind)`.
-#[allow(unused_macros)]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         $(

@@ -5,11 +5,23 @@ use std::os::unix::fs::PermissionsExt;
 use sealift_oci::Digest;
 use sealift_store::{Error, PutOutcome};
 
+use crate::backends::{Fixture, Kind};
 use crate::common::*;
 
-#[test]
-fn put_blob_writes_then_reports_present_without_reading() {
-    let (dir, store) = open_temp();
+on_both_backends!(
+    put_blob_writes_then_reports_present_without_reading,
+    put_blob_empty_and_sha512,
+    put_blob_wrong_digest_commits_nothing,
+    put_blob_stops_reading_past_declared_size,
+    put_blob_short_stream_is_size_mismatch,
+    put_blob_reader_error_commits_nothing,
+    put_blob_with_released_lease_is_refused,
+    put_blob_lease_released_mid_stream_commits_nothing,
+    put_blob_rewrites_a_recorded_blob_whose_file_is_missing,
+);
+
+fn put_blob_writes_then_reports_present_without_reading(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease("t", None).unwrap();
     let data = noise("blob-one", 200_000);
     let d = Digest::sha256(&data);
@@ -24,12 +36,18 @@ fn put_blob_writes_then_reports_present_without_reading() {
         .unwrap();
     assert_eq!(out, PutOutcome::Written);
 
-    // Bytes on disk, at the content address, read-only.
-    let path = store.blob_path(&d);
-    assert_eq!(path, dir.path().join("blobs/sha256").join(d.hex()));
-    assert_eq!(std::fs::read(&path).unwrap(), data);
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o444, "committed blob files are read-only");
+    if kind == Kind::Local {
+        // Bytes on disk, at the content address, read-only.
+        let path = store.blob_path(&d);
+        assert_eq!(path, fx.dir.path().join("blobs/sha256").join(d.hex()));
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o444, "committed blob files are read-only");
+    } else {
+        // The object, at the content address under the prefix, and nothing else.
+        assert_eq!(fx.published(&store), [d.to_string()].into());
+        assert_eq!(store.backend().stat(&d).unwrap(), Some(data.len() as u64));
+    }
     let rec = store.record(&d).unwrap().expect("record");
     assert_eq!(rec.size, data.len() as u64);
     assert_eq!(rec.media_type, "application/octet-stream");
@@ -47,8 +65,8 @@ fn put_blob_writes_then_reports_present_without_reading() {
         )
         .unwrap();
     assert_eq!(out, PutOutcome::Present);
-    assert!(ingest_files(dir.path()).is_empty());
-    assert_eq!(blob_files(dir.path()), [d.to_string()].into());
+    assert!(fx.leftovers().is_empty());
+    assert_eq!(fx.blob_names(&store), [d.to_string()].into());
 
     // Present but declared with another size: refused, still without reading.
     let err = store
@@ -61,9 +79,8 @@ fn put_blob_writes_then_reports_present_without_reading() {
     );
 }
 
-#[test]
-fn put_blob_empty_and_sha512() {
-    let (dir, store) = open_temp();
+fn put_blob_empty_and_sha512(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease("t", None).unwrap();
     let empty = Digest::sha256(b"");
     assert_eq!(
@@ -79,14 +96,20 @@ fn put_blob_empty_and_sha512() {
     store
         .put_blob(&lease, &d, 5000, "application/octet-stream", &mut &data[..])
         .unwrap();
-    let p = dir.path().join("blobs/sha512").join(d.hex());
-    assert_eq!(std::fs::read(p).unwrap(), data);
+    if kind == Kind::Local {
+        let p = fx.dir.path().join("blobs/sha512").join(d.hex());
+        assert_eq!(std::fs::read(p).unwrap(), data);
+    }
+    assert_eq!(store.read_small(&d, 1 << 20).unwrap(), data);
+    assert_eq!(
+        fx.blob_names(&store),
+        [empty.to_string(), d.to_string()].into()
+    );
     assert_eq!(store.record(&d).unwrap().unwrap().size, 5000);
 }
 
-#[test]
-fn put_blob_wrong_digest_commits_nothing() {
-    let (dir, store) = open_temp();
+fn put_blob_wrong_digest_commits_nothing(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease("t", None).unwrap();
     let data = noise("real", 70_000);
     let claimed = Digest::sha256(b"something else entirely");
@@ -100,19 +123,15 @@ fn put_blob_wrong_digest_commits_nothing() {
         }
         e => panic!("expected DigestMismatch, got {e:?}"),
     }
-    assert!(blob_files(dir.path()).is_empty(), "nothing under blobs/");
+    assert!(fx.blob_names(&store).is_empty(), "nothing under blobs/");
     assert!(store.record(&claimed).unwrap().is_none());
     assert!(store.record(&Digest::sha256(&data)).unwrap().is_none());
     assert!(record_digests(&store).is_empty());
-    assert!(
-        ingest_files(dir.path()).is_empty(),
-        "no leftover in ingest/"
-    );
+    assert!(fx.leftovers().is_empty(), "no leftover in ingest/");
 }
 
-#[test]
-fn put_blob_stops_reading_past_declared_size() {
-    let (dir, store) = open_temp();
+fn put_blob_stops_reading_past_declared_size(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease("t", None).unwrap();
     let size = 3 * 1024 * 1024 + 17;
     let d = Digest::sha256(b"declared");
@@ -138,14 +157,13 @@ fn put_blob_stops_reading_past_declared_size() {
         "read {} bytes for a {size}-byte blob",
         r.served
     );
-    assert!(blob_files(dir.path()).is_empty());
-    assert!(ingest_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
+    assert!(fx.leftovers().is_empty());
     assert!(record_digests(&store).is_empty());
 }
 
-#[test]
-fn put_blob_short_stream_is_size_mismatch() {
-    let (dir, store) = open_temp();
+fn put_blob_short_stream_is_size_mismatch(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease("t", None).unwrap();
     let data = noise("short", 1000);
     let d = Digest::sha256(&data);
@@ -156,8 +174,8 @@ fn put_blob_short_stream_is_size_mismatch() {
         matches!(&err, Error::SizeMismatch { digest, expected: 1001, actual: 1000, truncated: false } if digest == &d),
         "{err:?}"
     );
-    assert!(blob_files(dir.path()).is_empty());
-    assert!(ingest_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
+    assert!(fx.leftovers().is_empty());
     assert!(store.record(&d).unwrap().is_none());
     // A later correct put is not confused by the failed one.
     assert_eq!(
@@ -168,9 +186,8 @@ fn put_blob_short_stream_is_size_mismatch() {
     );
 }
 
-#[test]
-fn put_blob_reader_error_commits_nothing() {
-    let (dir, store) = open_temp();
+fn put_blob_reader_error_commits_nothing(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease("t", None).unwrap();
     let data = noise("flaky", 3 * 1024 * 1024);
     let d = Digest::sha256(&data);
@@ -189,15 +206,14 @@ fn put_blob_reader_error_commits_nothing() {
         }
         e => panic!("expected Error::Read, got {e:?}"),
     }
-    assert!(blob_files(dir.path()).is_empty());
-    assert!(ingest_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
+    assert!(fx.leftovers().is_empty());
     assert!(store.record(&d).unwrap().is_none());
     assert!(matches!(store.open_blob(&d), Err(Error::NotFound(x)) if x == d));
 }
 
-#[test]
-fn put_blob_with_released_lease_is_refused() {
-    let (dir, store) = open_temp();
+fn put_blob_with_released_lease_is_refused(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease_detached("gone", None).unwrap();
     store.release(lease).unwrap();
     let data = b"late".to_vec();
@@ -211,10 +227,10 @@ fn put_blob_with_released_lease_is_refused() {
     );
     assert!(store.record(&d).unwrap().is_none());
     assert!(
-        blob_files(dir.path()).is_empty(),
+        fx.blob_names(&store).is_empty(),
         "a refused commit must not leave its file under blobs/"
     );
-    assert!(ingest_files(dir.path()).is_empty());
+    assert!(fx.leftovers().is_empty());
 }
 
 /// Releases the lease when the stream reaches its end: the lease goes away while the
@@ -238,9 +254,8 @@ impl std::io::Read for ReleasingReader<'_> {
     }
 }
 
-#[test]
-fn put_blob_lease_released_mid_stream_commits_nothing() {
-    let (dir, store) = open_temp();
+fn put_blob_lease_released_mid_stream_commits_nothing(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease_detached("short-lived", None).unwrap();
     let data = noise("mid-stream", 100_000);
     let d = Digest::sha256(&data);
@@ -256,18 +271,17 @@ fn put_blob_lease_released_mid_stream_commits_nothing() {
     );
     assert!(store.record(&d).unwrap().is_none());
     assert!(
-        blob_files(dir.path()).is_empty(),
+        fx.blob_names(&store).is_empty(),
         "{:?}",
-        blob_files(dir.path())
+        fx.blob_names(&store)
     );
-    assert!(ingest_files(dir.path()).is_empty());
+    assert!(fx.leftovers().is_empty());
 }
 
 /// A record whose file is gone (a hand, or a crash of an older GC) is not "present": the
 /// put reads the stream and writes the file again, and `hold` does not claim it either.
-#[test]
-fn put_blob_rewrites_a_recorded_blob_whose_file_is_missing() {
-    let (_dir, store) = open_temp();
+fn put_blob_rewrites_a_recorded_blob_whose_file_is_missing(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let lease = store.lease("t", None).unwrap();
     let data = noise("blob-gone", 50_000);
     let d = Digest::sha256(&data);
@@ -275,7 +289,7 @@ fn put_blob_rewrites_a_recorded_blob_whose_file_is_missing() {
     store
         .put_blob(&lease, &d, size, "", &mut &data[..])
         .unwrap();
-    std::fs::remove_file(store.blob_path(&d)).unwrap();
+    fx.remove(&store, &d);
     let rec = store.record(&d).unwrap().expect("record kept");
     assert!(!store.file_present(&d, &rec));
     assert!(store.hold(&lease, &d).unwrap().is_none());
@@ -283,7 +297,10 @@ fn put_blob_rewrites_a_recorded_blob_whose_file_is_missing() {
         .put_blob(&lease, &d, size, "", &mut &data[..])
         .unwrap();
     assert_eq!(out, PutOutcome::Written);
-    assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), data);
+    if kind == Kind::Local {
+        assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), data);
+    }
+    assert_eq!(store.read_small(&d, 1 << 20).unwrap(), data);
     assert!(store.file_present(&d, &rec));
     let out = store
         .put_blob(&lease, &d, size, "", &mut PanicReader)

@@ -10,7 +10,17 @@ use sealift_store::verify::VerifyOptions;
 use sealift_store::Store;
 use serde_json::json;
 
+use crate::backends::{Fixture, Kind};
 use crate::common::*;
+
+on_both_backends!(
+    gc_removes_exactly_an_untagged_image,
+    referrer_lives_with_its_subject,
+    orphaned_referrer_is_kept_for_the_grace_period,
+    fresh_unlinked_blob_is_kept_by_grace_only,
+    pins_are_roots,
+    gc_removes_orphan_files_but_not_live_ones,
+);
 
 fn gc(store: &Store, grace: u64, dry_run: bool) -> GcReport {
     store
@@ -68,9 +78,8 @@ fn all_blobs(w: &World) -> Vec<&Blob> {
     v
 }
 
-#[test]
-fn gc_removes_exactly_an_untagged_image() {
-    let (dir, store) = open_temp();
+fn gc_removes_exactly_an_untagged_image(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let w = world();
     {
         let lease = store.lease("pull", None).unwrap();
@@ -91,7 +100,7 @@ fn gc_removes_exactly_an_untagged_image() {
     let r = gc(&store, 0, false);
     assert!(r.removed.is_empty(), "{:?}", r.removed);
     assert_eq!(r.live, everything.len());
-    assert_eq!(blob_files(dir.path()), names(&everything));
+    assert_eq!(fx.blob_names(&store), names(&everything));
 
     assert!(store.remove_tag(&repo("a"), &tag("v1")).unwrap());
     let expected: BTreeSet<Digest> = w.a.digests().difference(&w.b.digests()).cloned().collect();
@@ -105,7 +114,7 @@ fn gc_removes_exactly_an_untagged_image() {
     assert_eq!(removed(&dry), expected);
     assert_eq!(dry.bytes, expected_bytes);
     assert_eq!(record_digests(&store), everything);
-    assert_eq!(blob_files(dir.path()), names(&everything));
+    assert_eq!(fx.blob_names(&store), names(&everything));
 
     let r = gc(&store, 0, false);
     assert!(!r.dry_run);
@@ -122,7 +131,7 @@ fn gc_removes_exactly_an_untagged_image() {
     let rest: BTreeSet<Digest> = everything.difference(&expected).cloned().collect();
     assert_eq!(record_digests(&store), rest);
     assert_eq!(
-        blob_files(dir.path()),
+        fx.blob_names(&store),
         names(&rest),
         "files gone from blobs/"
     );
@@ -148,7 +157,7 @@ fn gc_removes_exactly_an_untagged_image() {
     let r = gc(&store, 0, false);
     assert_eq!(removed(&r), w.b.digests());
     assert!(record_digests(&store).is_empty());
-    assert!(blob_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
 }
 
 #[test]
@@ -195,9 +204,8 @@ fn digests_of(r: &(Blob, Blob, Blob)) -> BTreeSet<Digest> {
     [r.0.digest.clone(), r.1.digest.clone(), r.2.digest.clone()].into()
 }
 
-#[test]
-fn referrer_lives_with_its_subject() {
-    let (dir, store) = open_temp();
+fn referrer_lives_with_its_subject(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let img = image("amd64", vec![layer("subj")]);
     {
         let lease = store.lease("pull", None).unwrap();
@@ -228,13 +236,12 @@ fn referrer_lives_with_its_subject() {
     let r = gc(&store, 0, false);
     let want: BTreeSet<Digest> = img.digests().union(&digests_of(&sbom)).cloned().collect();
     assert_eq!(removed(&r), want);
-    assert!(blob_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
     assert!(store.referrers(img.digest()).unwrap().is_empty());
 }
 
-#[test]
-fn orphaned_referrer_is_kept_for_the_grace_period() {
-    let (dir, store) = open_temp();
+fn orphaned_referrer_is_kept_for_the_grace_period(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let img = image("amd64", vec![layer("orph")]);
     {
         let lease = store.lease("pull", None).unwrap();
@@ -252,14 +259,14 @@ fn orphaned_referrer_is_kept_for_the_grace_period() {
     assert_eq!(removed(&r), img.digests());
     assert!(r.kept_by_grace >= 1);
     assert_eq!(record_digests(&store), digests_of(&sig));
-    assert_eq!(blob_files(dir.path()), names(&digests_of(&sig)));
+    assert_eq!(fx.blob_names(&store), names(&digests_of(&sig)));
     let (_, missing) = store.walk(&sig.0.digest).unwrap();
     assert!(missing.is_empty(), "the referrer's own graph is intact");
 
     // With no grace it is collectable.
     let r = gc(&store, 0, false);
     assert_eq!(removed(&r), digests_of(&sig));
-    assert!(blob_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
 }
 
 #[test]
@@ -284,9 +291,8 @@ fn referrer_never_keeps_its_subject() {
     assert_eq!(record_digests(&store), digests_of(&sig));
 }
 
-#[test]
-fn fresh_unlinked_blob_is_kept_by_grace_only() {
-    let (dir, store) = open_temp();
+fn fresh_unlinked_blob_is_kept_by_grace_only(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let loose = Blob::new("application/octet-stream", noise("loose", 9_999));
     {
         let lease = store.lease("partial pull", None).unwrap();
@@ -295,16 +301,16 @@ fn fresh_unlinked_blob_is_kept_by_grace_only() {
     let r = gc(&store, 3600, false);
     assert!(r.removed.is_empty(), "{:?}", r.removed);
     assert_eq!(r.kept_by_grace, 1);
-    assert!(store.blob_path(&loose.digest).exists());
+    assert!(fx.blob_names(&store).contains(&loose.digest.to_string()));
 
     let dry = gc(&store, 0, true);
     assert_eq!(removed(&dry), [loose.digest.clone()].into());
-    assert!(store.blob_path(&loose.digest).exists());
+    assert!(fx.blob_names(&store).contains(&loose.digest.to_string()));
 
     let r = gc(&store, 0, false);
     assert_eq!(removed(&r), [loose.digest.clone()].into());
     assert_eq!(r.bytes, 9_999);
-    assert!(blob_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
     assert!(store.record(&loose.digest).unwrap().is_none());
 }
 
@@ -325,9 +331,8 @@ fn untagged_image_is_kept_by_grace_then_collected() {
     assert_eq!(removed(&r), img.digests());
 }
 
-#[test]
-fn pins_are_roots() {
-    let (dir, store) = open_temp();
+fn pins_are_roots(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let w = world();
     {
         let lease = store.lease("pull", None).unwrap();
@@ -347,18 +352,17 @@ fn pins_are_roots() {
     let r = gc(&store, 0, false);
     let want: BTreeSet<Digest> = w.a.digests().difference(&amd.digests()).cloned().collect();
     assert_eq!(removed(&r), want);
-    assert_eq!(blob_files(dir.path()), names(&amd.digests()));
+    assert_eq!(fx.blob_names(&store), names(&amd.digests()));
 
     store.unpin(amd.digest()).unwrap();
     assert!(store.pins().unwrap().is_empty());
     let r = gc(&store, 0, false);
     assert_eq!(removed(&r), amd.digests());
-    assert!(blob_files(dir.path()).is_empty());
+    assert!(fx.blob_names(&store).is_empty());
 }
 
-#[test]
-fn gc_removes_orphan_files_but_not_live_ones() {
-    let (dir, store) = open_temp();
+fn gc_removes_orphan_files_but_not_live_ones(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let img = image("amd64", vec![layer("orphan-files")]);
     {
         let lease = store.lease("pull", None).unwrap();
@@ -370,14 +374,14 @@ fn gc_removes_orphan_files_but_not_live_ones() {
     // A crash between unlink and metadata: a file with no record.
     let stray = noise("stray", 100);
     let stray_d = Digest::sha256(&stray);
-    let p = dir.path().join("blobs/sha256").join(stray_d.hex());
-    std::fs::write(&p, &stray).unwrap();
+    fx.overwrite(&store, &stray_d, &stray);
+    let present = || store.backend().stat(&stray_d).unwrap().is_some();
     let dry = gc(&store, 0, true);
     assert_eq!(dry.orphan_files, 1);
-    assert!(p.exists());
+    assert!(present());
     let r = gc(&store, 0, false);
     assert_eq!(r.orphan_files, 1);
     assert!(r.removed.is_empty());
-    assert!(!p.exists());
-    assert_eq!(blob_files(dir.path()), names(&img.digests()));
+    assert!(!present());
+    assert_eq!(fx.blob_names(&store), names(&img.digests()));
 }

@@ -7,7 +7,21 @@ use sealift_oci::Digest;
 use sealift_store::verify::{Problem, VerifyOptions, VerifyReport};
 use sealift_store::Store;
 
+use crate::backends::{Fixture, Kind};
 use crate::common::*;
+
+on_both_backends!(
+    good_image_verifies_clean_including_diff_ids,
+    missing_layer_file_is_reported_with_its_broken_parent,
+    missing_tagged_manifest_is_a_dangling_tag,
+    same_size_corruption_is_found_only_by_full_verify,
+    wrong_size_is_found_by_fast_verify,
+    orphan_file_is_reported,
+    wrong_diff_id_is_found_by_full_verify,
+    diff_id_count_mismatch_is_found_by_full_verify,
+    repair_removes_orphans_and_bad_records_and_leaves_the_image_visibly_broken,
+    repair_of_a_corrupt_tagged_manifest_leaves_a_dangling_tag,
+);
 
 const FAST: VerifyOptions = VerifyOptions {
     full: false,
@@ -39,9 +53,8 @@ fn tagged_image(store: &Store, name: &str) -> Image {
     img
 }
 
-#[test]
-fn good_image_verifies_clean_including_diff_ids() {
-    let (_dir, store) = open_temp();
+fn good_image_verifies_clean_including_diff_ids(kind: Kind) {
+    let (_fx, store) = Fixture::store(kind);
     let img = tagged_image(&store, "good");
     let r = store.verify(FAST).unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
@@ -56,12 +69,11 @@ fn good_image_verifies_clean_including_diff_ids() {
     assert!(r.repaired.is_empty());
 }
 
-#[test]
-fn missing_layer_file_is_reported_with_its_broken_parent() {
-    let (_dir, store) = open_temp();
+fn missing_layer_file_is_reported_with_its_broken_parent(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let img = tagged_image(&store, "miss");
     let gone = &img.layers[0].blob.digest;
-    std::fs::remove_file(store.blob_path(gone)).unwrap();
+    fx.remove(&store, gone);
     let want = set(&[
         Problem::MissingFile {
             digest: gone.clone(),
@@ -75,9 +87,8 @@ fn missing_layer_file_is_reported_with_its_broken_parent() {
     assert_eq!(problems(&store.verify(FULL).unwrap()), want);
 }
 
-#[test]
-fn missing_tagged_manifest_is_a_dangling_tag() {
-    let (_dir, store) = open_temp();
+fn missing_tagged_manifest_is_a_dangling_tag(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let idx = index(vec![(image("amd64", vec![layer("dang")]), "amd64")]);
     {
         let lease = store.lease("pull", None).unwrap();
@@ -87,8 +98,8 @@ fn missing_tagged_manifest_is_a_dangling_tag() {
         .set_tag(&repo("idx"), &tag("v1"), idx.digest())
         .unwrap();
     let m = idx.images[0].digest();
-    std::fs::remove_file(store.blob_path(m)).unwrap();
-    std::fs::remove_file(store.blob_path(idx.digest())).unwrap();
+    fx.remove(&store, m);
+    fx.remove(&store, idx.digest());
     let want = set(&[
         Problem::MissingFile { digest: m.clone() },
         Problem::MissingFile {
@@ -102,18 +113,22 @@ fn missing_tagged_manifest_is_a_dangling_tag() {
     assert_eq!(problems(&store.verify(FAST).unwrap()), want);
 }
 
-#[test]
-fn same_size_corruption_is_found_only_by_full_verify() {
-    let (_dir, store) = open_temp();
+fn same_size_corruption_is_found_only_by_full_verify(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let img = tagged_image(&store, "corrupt");
     let victim = &img.layers[1].blob;
-    let p = store.blob_path(&victim.digest);
-    make_writable(&p);
-    let mut bytes = std::fs::read(&p).unwrap();
+    let mut bytes = store.read_small(&victim.digest, 1 << 20).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5a;
-    std::fs::write(&p, &bytes).unwrap();
-    assert_eq!(std::fs::metadata(&p).unwrap().len(), victim.size());
+    fx.overwrite(&store, &victim.digest, &bytes);
+    if kind == Kind::Local {
+        let p = store.blob_path(&victim.digest);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), victim.size());
+    }
+    assert_eq!(
+        store.backend().stat(&victim.digest).unwrap(),
+        Some(victim.size())
+    );
 
     let fast = store.verify(FAST).unwrap();
     assert!(fast.problems.is_empty(), "{:?}", fast.problems);
@@ -133,16 +148,13 @@ fn same_size_corruption_is_found_only_by_full_verify() {
     assert_eq!(problems(&full), want);
 }
 
-#[test]
-fn wrong_size_is_found_by_fast_verify() {
-    let (_dir, store) = open_temp();
+fn wrong_size_is_found_by_fast_verify(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let img = tagged_image(&store, "size");
     let victim = &img.config;
-    let p = store.blob_path(&victim.digest);
-    make_writable(&p);
     let mut bytes = victim.bytes.clone();
     bytes.push(b' ');
-    std::fs::write(&p, &bytes).unwrap();
+    fx.overwrite(&store, &victim.digest, &bytes);
     let r = store.verify(FAST).unwrap();
     assert!(
         r.problems.contains(&Problem::WrongSize {
@@ -155,36 +167,33 @@ fn wrong_size_is_found_by_fast_verify() {
     );
 }
 
-#[test]
-fn orphan_file_is_reported() {
-    let (dir, store) = open_temp();
+fn orphan_file_is_reported(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     tagged_image(&store, "orph");
     let stray = noise("stray-verify", 333);
-    let p = dir
-        .path()
-        .join("blobs/sha256")
-        .join(Digest::sha256(&stray).hex());
-    std::fs::write(&p, &stray).unwrap();
-    let junk = dir.path().join("blobs/sha256/not-a-digest");
-    std::fs::write(&junk, b"junk").unwrap();
+    let stray_digest = Digest::sha256(&stray);
+    fx.overwrite(&store, &stray_digest, &stray);
+    let mut want = vec![Problem::OrphanFile {
+        path: fx.listed_name(&store, &stray_digest),
+    }];
+    if kind == Kind::Local {
+        let junk = fx.dir.path().join("blobs/sha256/not-a-digest");
+        std::fs::write(&junk, b"junk").unwrap();
+        want.push(Problem::OrphanFile {
+            path: junk.display().to_string(),
+        });
+    }
     let r = store.verify(FAST).unwrap();
+    assert_eq!(problems(&r), set(&want));
     assert_eq!(
-        problems(&r),
-        set(&[
-            Problem::OrphanFile {
-                path: p.display().to_string()
-            },
-            Problem::OrphanFile {
-                path: junk.display().to_string()
-            },
-        ])
+        store.backend().stat(&stray_digest).unwrap(),
+        Some(stray.len() as u64),
+        "verify without repair changes nothing"
     );
-    assert!(p.exists(), "verify without repair changes nothing");
 }
 
-#[test]
-fn wrong_diff_id_is_found_by_full_verify() {
-    let (_dir, store) = open_temp();
+fn wrong_diff_id_is_found_by_full_verify(kind: Kind) {
+    let (_fx, store) = Fixture::store(kind);
     let l1 = layer("diff-1");
     let l2 = layer("diff-2");
     let wrong = Digest::sha256(b"not the uncompressed tar");
@@ -210,9 +219,8 @@ fn wrong_diff_id_is_found_by_full_verify() {
     );
 }
 
-#[test]
-fn diff_id_count_mismatch_is_found_by_full_verify() {
-    let (_dir, store) = open_temp();
+fn diff_id_count_mismatch_is_found_by_full_verify(kind: Kind) {
+    let (_fx, store) = Fixture::store(kind);
     let l1 = layer("count-1");
     let cfg = config("amd64", &[]);
     let img = image_with_config(cfg, vec![l1]);
@@ -231,17 +239,14 @@ fn diff_id_count_mismatch_is_found_by_full_verify() {
     );
 }
 
-#[test]
-fn repair_removes_orphans_and_bad_records_and_leaves_the_image_visibly_broken() {
-    let (dir, store) = open_temp();
+fn repair_removes_orphans_and_bad_records_and_leaves_the_image_visibly_broken(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let img = tagged_image(&store, "rep");
     let gone = img.layers[0].blob.clone();
-    std::fs::remove_file(store.blob_path(&gone.digest)).unwrap();
-    let stray = dir
-        .path()
-        .join("blobs/sha256")
-        .join(Digest::sha256(b"stray").hex());
-    std::fs::write(&stray, b"stray").unwrap();
+    fx.remove(&store, &gone.digest);
+    let stray_digest = Digest::sha256(b"stray");
+    fx.overwrite(&store, &stray_digest, b"stray");
+    let stray = fx.listed_name(&store, &stray_digest);
 
     let r = store
         .verify(VerifyOptions {
@@ -260,12 +265,16 @@ fn repair_removes_orphans_and_bad_records_and_leaves_the_image_visibly_broken() 
                 child: gone.digest.clone()
             },
             Problem::OrphanFile {
-                path: stray.display().to_string()
+                path: stray.clone()
             },
         ])
     );
     assert_eq!(r.repaired.len(), 2, "{:?}", r.repaired);
-    assert!(!stray.exists(), "orphan removed");
+    assert_eq!(
+        store.backend().stat(&stray_digest).unwrap(),
+        None,
+        "orphan removed"
+    );
     assert!(
         store.record(&gone.digest).unwrap().is_none(),
         "bad record dropped"
@@ -290,17 +299,15 @@ fn repair_removes_orphans_and_bad_records_and_leaves_the_image_visibly_broken() 
     assert!(healed.problems.is_empty(), "{:?}", healed.problems);
 }
 
-#[test]
-fn repair_of_a_corrupt_tagged_manifest_leaves_a_dangling_tag() {
-    let (_dir, store) = open_temp();
+fn repair_of_a_corrupt_tagged_manifest_leaves_a_dangling_tag(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
     let img = tagged_image(&store, "badman");
     let p = store.blob_path(img.digest());
-    make_writable(&p);
     let mut bytes = img.manifest.bytes.clone();
     // Same size and still valid JSON: one indentation space becomes a tab.
     let i = bytes.iter().rposition(|&b| b == b' ').unwrap();
     bytes[i] = b'\t';
-    std::fs::write(&p, &bytes).unwrap();
+    fx.overwrite(&store, img.digest(), &bytes);
     let r = store
         .verify(VerifyOptions {
             full: true,
@@ -317,6 +324,7 @@ fn repair_of_a_corrupt_tagged_manifest_leaves_a_dangling_tag() {
     );
     assert!(store.record(img.digest()).unwrap().is_none());
     assert!(!p.exists(), "corrupt file removed by repair");
+    assert_eq!(store.backend().stat(img.digest()).unwrap(), None);
     assert!(store.edges(img.digest()).unwrap().is_empty());
 
     let after = store.verify(FULL).unwrap();
