@@ -13,6 +13,7 @@ mod e2e {
     mod hostile;
     mod interop;
     mod registry;
+    mod replica;
     mod roundtrip;
     mod s3;
     mod serve;

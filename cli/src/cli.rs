@@ -219,6 +219,11 @@ pub struct InitArgs {
     /// it; every other command then uses it
     #[arg(long, value_name = "LOCATION", default_value = "local")]
     pub blobs: Location,
+    /// A read replica of the store that writes this bucket and prefix: its metadata follows
+    /// the writer through a sync job, blobs already in the bucket are adopted instead of
+    /// copied, and its GC never deletes objects (needs --blobs s3://…)
+    #[arg(long)]
+    pub replica: bool,
 }
 
 /// `sealift gc`.
