@@ -14,6 +14,7 @@ mod e2e {
     mod interop;
     mod migrate;
     mod registry;
+    mod replica;
     mod roundtrip;
     mod s3;
     mod serve;

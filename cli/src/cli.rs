@@ -221,6 +221,11 @@ pub struct InitArgs {
     /// it; every other command then uses it
     #[arg(long, value_name = "LOCATION", default_value = "local")]
     pub blobs: Location,
+    /// A read replica of the store that writes this bucket and prefix: its metadata follows
+    /// the writer through a sync job, blobs already in the bucket are adopted instead of
+    /// copied, and its GC never deletes objects (needs --blobs s3://…)
+    #[arg(long)]
+    pub replica: bool,
 }
 
 /// `sealift gc`.
@@ -365,6 +370,18 @@ pub struct ServeArgs {
     /// Connections open at once; at the limit the one idle the longest is closed
     #[arg(long, default_value_t = ServeOptions::default().max_connections, value_name = "N")]
     pub max_connections: usize,
+    /// Answer blob downloads with a redirect to a presigned URL of the object store, so the
+    /// bytes bypass this server (stores on object storage only; HEAD is answered here)
+    #[arg(long)]
+    pub redirect_blobs: bool,
+    /// How long a redirect's presigned URL stays valid (30s, 5m, at most 1h)
+    #[arg(
+        long,
+        default_value = "5m",
+        value_name = "DURATION",
+        requires = "redirect_blobs"
+    )]
+    pub redirect_ttl: GraceDuration,
 }
 
 /// `sealift inventory`.

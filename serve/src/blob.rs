@@ -1,5 +1,6 @@
 //! `GET`/`HEAD /v2/<name>/blobs/<digest>`: streamed from the blob's backend (a local file
-//! or an object store), with `Range`.
+//! or an object store), with `Range`, or (`redirect_blobs`) a GET redirected to a presigned
+//! URL of the blob's object. HEAD is always answered from the record.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -89,6 +90,25 @@ fn open_checked(s: &State, d: &Digest, start: u64, size: u64) -> Result<BlobRead
     Ok(reader)
 }
 
+/// A presigned URL of the blob's object, valid for `ttl`, as a `Location` header; `None`
+/// when the backend hands out no URL (the blob is then streamed). The URL is a bearer
+/// credential for the blob: it is never logged.
+async fn presigned(
+    state: &Arc<State>,
+    digest: &Digest,
+    ttl: std::time::Duration,
+) -> Result<Option<HeaderValue>, ApiError> {
+    let d = digest.clone();
+    let url = state
+        .blocking(move |s| Ok(s.store.backend().presign(&d, ttl)?))
+        .await?;
+    url.map(|u| {
+        HeaderValue::from_str(&u)
+            .map_err(|e| ApiError::store(&format!("presigning blob {digest}"), &e))
+    })
+    .transpose()
+}
+
 /// Answer a blob request.
 pub async fn get(
     state: &Arc<State>,
@@ -128,6 +148,17 @@ pub async fn get(
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())
             .map_err(|e| ApiError::store("building a response", &e));
+    }
+    // Redirected: the client sends its `Range` to the object store, which answers it.
+    if let (Some(ttl), Some(())) = (state.redirect, wanted) {
+        if let Some(location) = presigned(state, &digest, ttl).await? {
+            return resp
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, location)
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::empty())
+                .map_err(|e| ApiError::store("building a response", &e));
+        }
     }
     // A range for another version of the content (If-Range) means: send it all.
     let range = headers

@@ -81,7 +81,19 @@ pub struct ServeOptions {
     /// Connections open at once (default 4096; lowered to what the open-file limit allows).
     /// At the limit the connection idle the longest is closed to make room.
     pub max_connections: usize,
+    /// Answer blob GETs with a `307 Temporary Redirect` to a presigned URL of the blob's
+    /// object, so the bytes flow from the object store to the client (distribution's
+    /// redirect middleware does the same). Only for stores whose blobs are in object
+    /// storage: [`bind`] refuses it on local blob files. HEAD is always answered here.
+    pub redirect_blobs: bool,
+    /// How long a presigned URL of `redirect_blobs` stays valid (seconds, default 300,
+    /// at most [`MAX_REDIRECT_TTL_SECS`]).
+    pub redirect_ttl_secs: u64,
 }
+
+/// The longest lifetime of a presigned blob URL: a leaked URL reads that blob for at most
+/// an hour, and a client fetching a blob needs minutes.
+pub const MAX_REDIRECT_TTL_SECS: u64 = 3600;
 
 impl Default for ServeOptions {
     fn default() -> ServeOptions {
@@ -94,6 +106,8 @@ impl Default for ServeOptions {
             shutdown_grace_secs: 30,
             idle_timeout_secs: 60,
             max_connections: 4096,
+            redirect_blobs: false,
+            redirect_ttl_secs: 300,
         }
     }
 }
@@ -125,6 +139,7 @@ pub async fn bind(store: Arc<Store>, opts: &ServeOptions) -> Result<Server, Serv
             reason: "must be at least 1 second".into(),
         });
     }
+    let redirect = redirect_ttl(&store, opts)?;
     let limits = listen::Limits {
         idle: Duration::from_secs(opts.idle_timeout_secs),
         connections: conn::connection_limit(opts.max_connections, conn::raise_fd_limit()),
@@ -134,6 +149,36 @@ pub async fn bind(store: Arc<Store>, opts: &ServeOptions) -> Result<Server, Serv
     if let Some(a) = &auth {
         a.publish_limit(&stats);
     }
-    let state = state::State::new(store, auth, stats);
+    let state = state::State::new(store, auth, stats, redirect);
     listen::Server::bind(opts.addr, state, tls, limits).await
+}
+
+/// The presigned URLs' lifetime when blobs are redirected. Redirecting a store with local
+/// blob files is refused rather than quietly streamed: whoever asked for it sized the
+/// server for bytes that do not pass through it, and should learn at start that they will.
+fn redirect_ttl(store: &Store, opts: &ServeOptions) -> Result<Option<Duration>, ServeError> {
+    if !opts.redirect_blobs {
+        return Ok(None);
+    }
+    if !(1..=MAX_REDIRECT_TTL_SECS).contains(&opts.redirect_ttl_secs) {
+        return Err(ServeError::Option {
+            name: "redirect_ttl_secs",
+            reason: format!(
+                "{} is outside 1..={MAX_REDIRECT_TTL_SECS} seconds",
+                opts.redirect_ttl_secs
+            ),
+        });
+    }
+    if store.blob_location() == sealift_store::Location::Local {
+        return Err(ServeError::Option {
+            name: "redirect_blobs",
+            reason: format!(
+                "the store at {} keeps its blobs in local files, which have no URL to \
+                 redirect to; serve without it (blobs are streamed), or keep the blobs in \
+                 object storage (`init --blobs s3://BUCKET/PREFIX`)",
+                store.root().display()
+            ),
+        });
+    }
+    Ok(Some(Duration::from_secs(opts.redirect_ttl_secs)))
 }

@@ -26,16 +26,24 @@ pub struct State {
     pub auth: Option<Htpasswd>,
     /// Counters.
     pub stats: Arc<ServeStats>,
+    /// With `redirect_blobs`: the lifetime of the presigned URLs blob GETs redirect to.
+    pub redirect: Option<std::time::Duration>,
 }
 
 impl State {
     /// Wrap the store.
-    pub fn new(store: Arc<Store>, auth: Option<Htpasswd>, stats: Arc<ServeStats>) -> Arc<State> {
+    pub fn new(
+        store: Arc<Store>,
+        auth: Option<Htpasswd>,
+        stats: Arc<ServeStats>,
+        redirect: Option<std::time::Duration>,
+    ) -> Arc<State> {
         Arc::new(State {
             store,
             reach: Reach::new(),
             auth,
             stats,
+            redirect,
         })
     }
 

@@ -266,6 +266,11 @@ impl Store {
             return Ok(());
         }
         self.db.flush()?;
+        // A replica's records name the writer's objects: it drops records, never objects.
+        if self.is_replica() {
+            pending.clear();
+            return Ok(());
+        }
         for d in pending.drain(..) {
             let _s = self.stripe(&d);
             if self.blobs.contains_key(d.to_key())? {
@@ -345,6 +350,11 @@ impl Store {
     /// moment ago are about to be committed). Removed unless `dry_run`. The listing is
     /// paged by the backend, and only the orphans are kept.
     pub(crate) fn sweep_orphan_files(&self, dry_run: bool, grace: Duration) -> Result<Vec<String>> {
+        // A replica shares the writer's bucket, where every object it has no record of is
+        // the writer's: none is its orphan (not for GC, verify or recovery).
+        if self.is_replica() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         let cutoff = std::time::SystemTime::now()
             .checked_sub(grace)

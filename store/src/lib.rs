@@ -17,6 +17,7 @@
 //! assert_eq!(store.read_small(&d, 1024).unwrap(), bytes);
 //! ```
 
+pub mod adopt;
 pub mod backend;
 pub mod blob;
 pub mod du;

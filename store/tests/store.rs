@@ -27,6 +27,8 @@ mod lock;
 mod manifests;
 #[path = "store/persistence.rs"]
 mod persistence;
+#[path = "store/replica.rs"]
+mod replica;
 #[path = "store/s3.rs"]
 mod s3;
 #[path = "store/tags.rs"]

@@ -70,6 +70,9 @@ fn serve_errors_name_the_line_column_and_key() {
     );
     let (line, _, key, _, _) = error("[serve]\nshutdown_grace_secs = -1\n");
     assert_eq!((line, key.as_str()), (2, "serve.shutdown_grace_secs"));
+    let (line, _, key, msg, _) = error("[serve]\nredirect_ttl_secs = 7200\n");
+    assert_eq!((line, key.as_str()), (2, "serve.redirect_ttl_secs"));
+    assert!(msg.contains("3600"), "{msg}");
 
     // An unknown key is an error like anywhere else in the file, pointing at the key.
     let (line, col, key, msg, _) = error(&format!("{JOB}[serve]\nport = 5000\n"));
@@ -96,7 +99,8 @@ fn a_good_serve_section_is_kept_as_written() {
     let text = format!(
         "{JOB}[serve]\naddr = \"[::]:5443\"\nhtpasswd = \"users.htpasswd\"\n\
          tls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/k.pem\"\ninsecure_plain_http = false\n\
-         shutdown_grace_secs = 0\nidle_timeout_secs = 90\nmax_connections = 100\n"
+         shutdown_grace_secs = 0\nidle_timeout_secs = 90\nmax_connections = 100\n\
+         redirect_blobs = true\nredirect_ttl_secs = 600\n"
     );
     let c = Config::parse(&text, &dir.join("sync.toml")).unwrap();
     assert_eq!(
@@ -110,6 +114,8 @@ fn a_good_serve_section_is_kept_as_written() {
             shutdown_grace_secs: Some(0),
             idle_timeout_secs: Some(90),
             max_connections: Some(100),
+            redirect_blobs: Some(true),
+            redirect_ttl_secs: Some(600),
         })
     );
     // Plain HTTP beyond loopback when asked for; keys left out stay unset (serve's defaults).

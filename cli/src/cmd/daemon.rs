@@ -27,6 +27,8 @@ fn serve_options(section: &ServeSection) -> ServeOptions {
         shutdown_grace_secs: section.shutdown_grace_secs.unwrap_or(d.shutdown_grace_secs),
         idle_timeout_secs: section.idle_timeout_secs.unwrap_or(d.idle_timeout_secs),
         max_connections: section.max_connections.unwrap_or(d.max_connections),
+        redirect_blobs: section.redirect_blobs.unwrap_or(d.redirect_blobs),
+        redirect_ttl_secs: section.redirect_ttl_secs.unwrap_or(d.redirect_ttl_secs),
     }
 }
 
@@ -116,6 +118,7 @@ mod tests {
                 shutdown_grace_secs: 5,
                 idle_timeout_secs: 7,
                 max_connections: 9,
+                ..ServeOptions::default()
             }
         );
         // An empty section is serve's defaults, as an empty table deserialised was.

@@ -18,6 +18,8 @@ pub fn run(ctx: &Context, args: &ServeArgs, out: &mut dyn Write) -> Result<Statu
         insecure_plain_http: args.insecure_plain_http,
         idle_timeout_secs: args.idle_timeout,
         max_connections: args.max_connections,
+        redirect_blobs: args.redirect_blobs,
+        redirect_ttl_secs: args.redirect_ttl.0.as_secs(),
         ..ServeOptions::default()
     };
     let store = ctx.open_store()?;

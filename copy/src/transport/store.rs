@@ -173,8 +173,13 @@ impl Sink for StoreSink {
 
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool, TransportError> {
         let store = self.store.clone();
-        let (lease, d) = (self.lease, desc.digest.clone());
-        let rec = tokio::task::spawn_blocking(move || store.hold(&lease, &d)).await??;
+        let (lease, desc) = (self.lease, desc.clone());
+        // On object storage a blob already in the bucket (a replica's writer put it there)
+        // is adopted after a size check instead of being copied again.
+        let rec = tokio::task::spawn_blocking(move || {
+            store.hold_or_adopt(&lease, &desc.digest, desc.size, &desc.media_type)
+        })
+        .await??;
         Ok(rec.is_some())
     }
 

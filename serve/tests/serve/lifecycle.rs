@@ -77,6 +77,49 @@ async fn options_are_checked_before_binding() {
     assert!(e.to_string().contains("garbage.pem"), "{e}");
 }
 
+/// `redirect_blobs` needs blobs in object storage: on local blob files it is refused at
+/// start (naming the option and the way out), and its URL lifetime is bounded.
+#[tokio::test]
+async fn redirecting_local_blobs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("store")).unwrap());
+    let bind = |redirect_ttl_secs| {
+        let opts = ServeOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            redirect_blobs: true,
+            redirect_ttl_secs,
+            ..Default::default()
+        };
+        let store = store.clone();
+        async move { sealift_serve::bind(store, &opts).await }
+    };
+    let e = bind(300).await.err().unwrap();
+    assert!(
+        matches!(
+            e,
+            ServeError::Option {
+                name: "redirect_blobs",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("s3://"), "{e}");
+    for ttl in [0, sealift_serve::MAX_REDIRECT_TTL_SECS + 1] {
+        let e = bind(ttl).await.err().unwrap();
+        assert!(
+            matches!(
+                e,
+                ServeError::Option {
+                    name: "redirect_ttl_secs",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_a_download_in_flight() {
     let dir = tempfile::tempdir().unwrap();

@@ -32,6 +32,10 @@ pub struct ServeSection {
     pub idle_timeout_secs: Option<u64>,
     /// `max_connections`: connections open at once.
     pub max_connections: Option<usize>,
+    /// `redirect_blobs`: answer blob GETs with a redirect to a presigned object-store URL.
+    pub redirect_blobs: Option<bool>,
+    /// `redirect_ttl_secs`: lifetime of those URLs (1 to 3600 seconds).
+    pub redirect_ttl_secs: Option<u64>,
 }
 
 /// `[serve]` as written. Values are kept as TOML values with their spans so that a value of
@@ -48,6 +52,8 @@ pub(crate) struct RawServe {
     shutdown_grace_secs: Option<Spanned<Value>>,
     idle_timeout_secs: Option<Spanned<Value>>,
     max_connections: Option<Spanned<Value>>,
+    redirect_blobs: Option<Spanned<Value>>,
+    redirect_ttl_secs: Option<Spanned<Value>>,
 }
 
 /// Check `[serve]`; relative paths resolve with `resolve` (against the config's directory).
@@ -92,7 +98,23 @@ pub(crate) fn parse(
         idle_timeout_secs: count(cx, &raw.idle_timeout_secs, "idle_timeout_secs", 1)?,
         max_connections: count(cx, &raw.max_connections, "max_connections", 0)?
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        redirect_blobs: raw
+            .redirect_blobs
+            .as_ref()
+            .map(|v| boolean(cx, v, "redirect_blobs"))
+            .transpose()?,
+        redirect_ttl_secs: count(cx, &raw.redirect_ttl_secs, "redirect_ttl_secs", 1)?,
     };
+    if let (Some(n), Some(v)) = (section.redirect_ttl_secs, &raw.redirect_ttl_secs) {
+        // sealift_serve::MAX_REDIRECT_TTL_SECS (serve depends on this crate, not back).
+        if n > 3600 {
+            return Err(cx.at(
+                v,
+                "serve.redirect_ttl_secs",
+                format!("must be at most 3600 (1 h), not {n}"),
+            ));
+        }
+    }
     // The checks `sealift_serve::bind` makes before any I/O, made here with a place to point at.
     match (&raw.tls_cert, &raw.tls_key) {
         (Some(v), None) => return Err(cx.at(v, "serve.tls_cert", "needs tls_key".into())),
