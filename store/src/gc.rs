@@ -104,12 +104,17 @@ const CHUNK: usize = 512;
 /// parsed digests.
 type Key = Vec<u8>;
 
-/// An unreached manifest, with what its report entry needs.
-struct ManifestCandidate {
-    key: Key,
-    size: u64,
-    media_type: String,
+/// What the mark knows of one record.
+#[derive(Clone, Copy)]
+struct Node {
+    /// Only manifests have edges to follow.
+    manifest: bool,
+    /// Reached from a root.
+    marked: bool,
 }
+
+/// Every record the mark saw (one pass over `blobs`), by key.
+type Nodes = HashMap<Key, Node>;
 
 impl Store {
     /// Collect what nothing reaches.
@@ -145,96 +150,82 @@ impl Store {
         }
 
         let mut stack = self.roots(&live_leases)?;
-        // One pass over the records: the grace roots, and which records are manifests
-        // (only they have edges to follow).
+        // The only pass over the records: which exist, which are manifests, and the grace
+        // roots. Records stored after it are not candidates (they carry the new epoch).
         let grace = opts.grace.as_secs();
-        let mut manifests: HashSet<Key> = HashSet::new();
+        let mut nodes: Nodes = HashMap::new();
         for item in self.blobs.iter() {
             let (k, v) = item?;
             let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
-            if rec.manifest {
-                manifests.insert(k.to_vec());
-            }
             let fresh = t.saturating_sub(rec.created) < grace;
             if fresh && (!rec.linked || self.subject_absent(rec.subject)?) {
                 report.kept_by_grace += 1;
                 stack.push(k.to_vec());
             }
+            let node = Node {
+                manifest: rec.manifest,
+                marked: false,
+            };
+            nodes.insert(k.to_vec(), node);
         }
-        let referrers = self.referrers_by_subject()?;
+        self.mark(&mut nodes, stack)?;
 
-        let mut marked: HashSet<Key> = HashSet::new();
-        while let Some(k) = stack.pop() {
-            if marked.contains(&k) {
-                continue;
-            }
-            if manifests.contains(&k) {
-                for item in self.edges.scan_prefix(&k) {
-                    let (ek, _) = item?;
-                    let child = &ek[k.len()..];
-                    if !marked.contains(child) {
-                        stack.push(child.to_vec());
-                    }
-                }
-            }
-            if let Some(rs) = referrers.get(&k) {
-                stack.extend(rs.iter().filter(|r| !marked.contains(*r)).cloned());
-            }
-            marked.insert(k);
-        }
-        drop(referrers);
-
-        // The unreached manifests are kept (they are few, and must be ordered); the plain
-        // blobs are found again by a second pass once the manifests are gone.
-        let mut unreached_manifests = Vec::new();
+        // The unreached manifests are ordered (they are few); the plain blobs go after
+        // them, a chunk at a time, in any order.
+        let mut unreached_manifests: Vec<Key> = Vec::new();
         let mut unreached_blobs = 0usize;
-        for item in self.blobs.iter() {
-            let (k, v) = item?;
-            if marked.contains(k.as_ref()) {
+        for (k, n) in &nodes {
+            if n.marked {
                 report.live += 1;
-                continue;
-            }
-            let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
-            if opts.dry_run {
-                report.bytes += rec.size;
-                report.removed.push(Collected {
-                    digest: key_digest(&k)?,
-                    size: rec.size,
-                    media_type: rec.media_type.to_string(),
-                });
-            } else if rec.manifest {
-                unreached_manifests.push(ManifestCandidate {
-                    key: k.to_vec(),
-                    size: rec.size,
-                    media_type: rec.media_type.to_string(),
-                });
+            } else if n.manifest {
+                unreached_manifests.push(k.clone());
             } else {
                 unreached_blobs += 1;
             }
         }
 
-        if !opts.dry_run {
+        if opts.dry_run {
+            let mut keys: Vec<&Key> = nodes.iter().filter(|n| !n.1.marked).map(|n| n.0).collect();
+            keys.sort();
+            for k in keys {
+                let Some(rec) = self.record(&key_digest(k)?)? else {
+                    continue;
+                };
+                report.bytes += rec.size;
+                report.removed.push(Collected {
+                    digest: key_digest(k)?,
+                    size: rec.size,
+                    media_type: rec.media_type,
+                });
+            }
+        } else {
             // Parents before children: a crash part-way then never leaves a manifest whose
             // required child is gone (which verify would call a broken image). Manifests
             // first, in that order among themselves, then the plain blobs, which link
             // nothing.
-            let ordered = self.parents_first(unreached_manifests, &manifests)?;
-            drop(manifests);
+            let ordered = self.parents_first(unreached_manifests, &nodes)?;
             let mut progress = Progress::default();
             for chunk in ordered.chunks(CHUNK) {
-                let keys: Vec<&[u8]> = chunk.iter().map(|c| c.key.as_slice()).collect();
-                let removed = self.delete_records_if_untouched(&keys, true, epoch)?;
-                let described = chunk
-                    .iter()
-                    .map(|c| (c.key.as_slice(), c.size, c.media_type.clone()));
-                self.account(&removed, described, &mut report, &mut progress)?;
+                let keys: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                self.delete_chunk(&keys, true, epoch, &mut report, &mut progress)?;
             }
             drop(ordered);
             if unreached_blobs > 0 {
-                self.delete_unreached_blobs(&marked, epoch, &mut report, &mut progress)?;
+                let plain = nodes
+                    .iter()
+                    .filter(|(_, n)| !n.marked && !n.manifest)
+                    .map(|(k, _)| k.as_slice());
+                let mut keys: Vec<&[u8]> = Vec::with_capacity(CHUNK);
+                for k in plain {
+                    keys.push(k);
+                    if keys.len() == CHUNK {
+                        self.delete_chunk(&keys, false, epoch, &mut report, &mut progress)?;
+                        keys.clear();
+                    }
+                }
+                self.delete_chunk(&keys, false, epoch, &mut report, &mut progress)?;
             }
         }
-        drop(marked);
 
         // Local files are only ever published by this process (the store's lock), under the
         // digest's stripe, so no grace is needed; a shared bucket may hold what another
@@ -243,12 +234,53 @@ impl Store {
             Location::Local => Duration::ZERO,
             Location::S3 { .. } => opts.grace,
         };
-        report.orphan_files = self.sweep_orphan_files(opts.dry_run, orphan_grace)?.len();
+        // The mark's records answer "is it recorded?" for almost every listed file (marked
+        // ones are kept; the unmarked ones this run did not delete, spared, are kept too);
+        // only the rest are looked up.
+        report.orphan_files = self
+            .sweep_orphans(opts.dry_run, orphan_grace, Some(&nodes))?
+            .len();
+        drop(nodes);
         report.stale_ingests = self.sweep_stale_ingests(&live_leases, opts.dry_run)?;
         if !opts.dry_run {
             self.db.flush()?;
         }
         Ok(report)
+    }
+
+    /// Mark what `stack` reaches: edges out of manifests, and subject → referrer.
+    fn mark(&self, nodes: &mut Nodes, mut stack: Vec<Key>) -> Result<()> {
+        let referrers = self.referrers_by_subject()?;
+        // Roots that are not records (a tag whose target is gone) can still have
+        // referrers; they are visited once.
+        let mut absent: HashSet<Key> = HashSet::new();
+        while let Some(k) = stack.pop() {
+            let manifest = match nodes.get_mut(&k) {
+                Some(n) if n.marked => continue,
+                Some(n) => {
+                    n.marked = true;
+                    n.manifest
+                }
+                None if absent.contains(&k) => continue,
+                None => false,
+            };
+            if manifest {
+                for item in self.edges.scan_prefix(&k) {
+                    let (ek, _) = item?;
+                    let child = &ek[k.len()..];
+                    if nodes.get(child).is_none_or(|n| !n.marked) {
+                        stack.push(child.to_vec());
+                    }
+                }
+            }
+            if let Some(rs) = referrers.get(&k) {
+                stack.extend(rs.iter().cloned());
+            }
+            if !nodes.contains_key(&k) {
+                absent.insert(k);
+            }
+        }
+        Ok(())
     }
 
     /// The roots that are not records' own grace: tags, pins, what live leases hold and
@@ -315,56 +347,29 @@ impl Store {
         Ok(out)
     }
 
-    /// The second deletion pass: every plain blob that is not marked, a chunk at a time.
-    /// What a writer stored or touched since the epoch bump is spared by the re-check.
-    fn delete_unreached_blobs(
+    /// Delete a chunk of candidates, report them, make the removals durable, then unlink
+    /// their bytes.
+    fn delete_chunk(
         &self,
-        marked: &HashSet<Key>,
+        keys: &[&[u8]],
+        manifests: bool,
         epoch: u64,
         report: &mut GcReport,
         progress: &mut Progress,
     ) -> Result<()> {
-        let mut chunk: Vec<(sled::IVec, u64, String)> = Vec::with_capacity(CHUNK);
-        let mut iter = self.blobs.iter();
-        loop {
-            let item = iter.next().transpose()?;
-            if let Some((k, v)) = &item {
-                if !marked.contains(k.as_ref()) {
-                    let rec: BlobRecordRef<'_> = record::decode_ref("blobs", v)?;
-                    if !rec.manifest {
-                        chunk.push((k.clone(), rec.size, rec.media_type.to_string()));
-                    }
-                }
-            }
-            if chunk.len() >= CHUNK || (item.is_none() && !chunk.is_empty()) {
-                let keys: Vec<&[u8]> = chunk.iter().map(|c| c.0.as_ref()).collect();
-                let removed = self.delete_records_if_untouched(&keys, false, epoch)?;
-                let described = chunk.drain(..);
-                self.account(&removed, described, report, progress)?;
-            }
-            if item.is_none() {
-                return Ok(());
-            }
+        if keys.is_empty() {
+            return Ok(());
         }
-    }
-
-    /// Report a chunk's outcome, then make its removals durable and unlink their bytes.
-    fn account<K: AsRef<[u8]>>(
-        &self,
-        removed: &[bool],
-        described: impl Iterator<Item = (K, u64, String)>,
-        report: &mut GcReport,
-        progress: &mut Progress,
-    ) -> Result<()> {
-        let mut pending: Vec<Digest> = Vec::with_capacity(removed.len());
-        for (&gone, (k, size, media_type)) in removed.iter().zip(described) {
-            if !gone {
+        let removed = self.delete_records_if_untouched(keys, manifests, epoch)?;
+        let mut pending: Vec<Digest> = Vec::with_capacity(keys.len());
+        for (k, gone) in keys.iter().zip(removed) {
+            let Some((size, media_type)) = gone else {
                 report.spared_by_writer += 1;
                 continue;
-            }
+            };
             progress.deleted += 1;
             crate::fault::reached("gc.after_delete", progress.deleted);
-            let digest = key_digest(k.as_ref())?;
+            let digest = key_digest(k)?;
             report.bytes += size;
             report.removed.push(Collected {
                 digest: digest.clone(),
@@ -377,8 +382,9 @@ impl Store {
     }
 
     /// Delete a chunk of records (and the edges and referrer links they own) in one
-    /// transaction, each unless a writer stamped it with `epoch` or later. Which were
-    /// deleted, in order. Their files stay until [`Store::unlink_removed`].
+    /// transaction, each unless a writer stamped it with `epoch` or later. Per key, the
+    /// size and media type of what was deleted. Their files stay until
+    /// [`Store::unlink_removed`].
     ///
     /// No stripe lock is needed here: a put that commits the same digest concurrently
     /// either commits first (stamping the new epoch, so the record is spared) or after
@@ -389,7 +395,7 @@ impl Store {
         keys: &[&[u8]],
         manifests: bool,
         epoch: u64,
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Vec<Option<(u64, String)>>> {
         // A manifest's edges are fixed by its bytes, so listing them before the
         // transaction is exact: a re-put of the manifest writes the same keys, and stamps
         // the record, which then is not deleted.
@@ -408,12 +414,12 @@ impl Store {
             let mut removed = Vec::with_capacity(keys.len());
             for (k, own) in keys.iter().zip(&edges) {
                 let Some(v) = blobs.get(k)? else {
-                    removed.push(false);
+                    removed.push(None);
                     continue;
                 };
                 let rec: BlobRecordRef<'_> = tx_decode_ref(&v)?;
                 if rec.touched >= epoch {
-                    removed.push(false);
+                    removed.push(None);
                     continue;
                 }
                 blobs.remove(*k)?;
@@ -427,7 +433,7 @@ impl Store {
                     rk.extend_from_slice(k);
                     referrers.remove(rk)?;
                 }
-                removed.push(true);
+                removed.push(Some((rec.size, rec.media_type.to_string())));
             }
             Ok(removed)
         });
@@ -459,23 +465,19 @@ impl Store {
     /// among them (an index before its entries). Nothing live links a candidate (or it
     /// would be marked), so deleting in this order keeps every remaining manifest complete
     /// at each step. Only manifests have edges, so only they are looked at.
-    fn parents_first(
-        &self,
-        candidates: Vec<ManifestCandidate>,
-        manifests: &HashSet<Key>,
-    ) -> Result<Vec<ManifestCandidate>> {
+    fn parents_first(&self, candidates: Vec<Key>, nodes: &Nodes) -> Result<Vec<Key>> {
         let index: HashMap<&[u8], usize> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.key.as_slice(), i))
+            .map(|(i, k)| (k.as_slice(), i))
             .collect();
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
         let mut parents = vec![0usize; candidates.len()];
-        for (i, c) in candidates.iter().enumerate() {
-            for item in self.edges.scan_prefix(&c.key) {
+        for (i, k) in candidates.iter().enumerate() {
+            for item in self.edges.scan_prefix(k) {
                 let (ek, _) = item?;
-                let child = &ek[c.key.len()..];
-                if !manifests.contains(child) {
+                let child = &ek[k.len()..];
+                if !nodes.get(child).is_some_and(|n| n.manifest) {
                     continue;
                 }
                 if let Some(&j) = index.get(child) {
@@ -502,7 +504,7 @@ impl Store {
         // Content addressing rules out cycles; should a corrupt graph hold one, its nodes
         // still go, last.
         order.extend((0..candidates.len()).filter(|&i| !placed[i]));
-        let mut slots: Vec<Option<ManifestCandidate>> = candidates.into_iter().map(Some).collect();
+        let mut slots: Vec<Option<Key>> = candidates.into_iter().map(Some).collect();
         Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
     }
 
@@ -525,6 +527,18 @@ impl Store {
     /// moment ago are about to be committed). Removed unless `dry_run`. The listing is
     /// paged by the backend, and only the orphans are kept.
     pub(crate) fn sweep_orphan_files(&self, dry_run: bool, grace: Duration) -> Result<Vec<String>> {
+        self.sweep_orphans(dry_run, grace, None)
+    }
+
+    /// [`Store::sweep_orphan_files`], told by `recorded` which keys had a record a moment
+    /// ago (GC's mark): those are kept without a lookup. Only keys it does not know are
+    /// looked up, under their stripe.
+    fn sweep_orphans(
+        &self,
+        dry_run: bool,
+        grace: Duration,
+        recorded: Option<&Nodes>,
+    ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let cutoff = std::time::SystemTime::now()
             .checked_sub(grace)
@@ -533,11 +547,17 @@ impl Store {
             if item.modified > cutoff {
                 return Ok(true);
             }
+            let key = item.digest.as_ref().map(Digest::to_key);
+            if let (Some(k), Some(known)) = (&key, recorded) {
+                if known.contains_key(k) {
+                    return Ok(true);
+                }
+            }
             // Hold the digest's stripe so a put between publish and commit is not mistaken
             // for an orphan.
             let _s = item.digest.as_ref().map(|d| self.stripe(d));
-            let orphan = match &item.digest {
-                Some(d) => !self.blobs.contains_key(d.to_key())?,
+            let orphan = match &key {
+                Some(k) => !self.blobs.contains_key(k)?,
                 None => true,
             };
             if orphan {

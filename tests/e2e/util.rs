@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Once;
+use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -10,15 +10,24 @@ pub fn root() -> PathBuf {
 }
 
 /// Path of the sealift binary. `cargo test --workspace` has just built it; when it is
-/// missing or older than the sources (`cargo test -p sealift-e2e`), build it once. (Always
-/// running `cargo build -p sealift` would rebuild dependencies with different features.)
+/// missing, older than the sources, or built from another checkout sharing the target
+/// directory (its dep-info names other source paths), build it once. (Always running
+/// `cargo build -p sealift` would rebuild dependencies with different features.) Several
+/// checkouts may share one target directory, whose `debug/sealift` each build replaces, so
+/// the tests run a copy named after this checkout.
 pub fn sealift_bin() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let bin = target.join("debug").join("sealift");
-    BUILD.call_once(|| {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target"));
+        let bin = target.join("debug").join("sealift");
+        let cli = root().join("cli/src/main.rs");
+        let cli = cli.canonicalize().unwrap_or(cli);
+        let ours = || {
+            std::fs::read_to_string(target.join("debug").join("sealift.d"))
+                .is_ok_and(|d| d.contains(&*cli.to_string_lossy()))
+        };
         let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
         let fresh = built.is_some_and(|b| {
             [
@@ -35,17 +44,34 @@ pub fn sealift_bin() -> PathBuf {
             .iter()
             .all(|p| newest(&root().join(p)).is_none_or(|n| n <= b))
         });
-        if fresh {
-            return;
+        if !(fresh && ours()) {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "sealift", "--bin", "sealift"])
+                .current_dir(root())
+                .status()
+                .expect("running cargo build -p sealift");
+            assert!(status.success(), "cargo build -p sealift failed");
         }
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "sealift", "--bin", "sealift"])
-            .current_dir(root())
-            .status()
-            .expect("running cargo build -p sealift");
-        assert!(status.success(), "cargo build -p sealift failed");
-    });
-    bin
+        let root_id = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            cli.hash(&mut h);
+            h.finish()
+        };
+        let copy = target
+            .join("debug")
+            .join(format!("sealift-e2e-{root_id:016x}"));
+        let tmp = copy.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::copy(&bin, &tmp).expect("copying the sealift binary");
+        std::fs::rename(&tmp, &copy).expect("renaming the sealift binary copy");
+        assert!(
+            ours(),
+            "{} was replaced by a build from another checkout while it was copied; run again",
+            bin.display()
+        );
+        copy
+    })
+    .clone()
 }
 
 fn newest(p: &Path) -> Option<std::time::SystemTime> {
