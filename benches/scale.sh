@@ -22,6 +22,7 @@
 #   BEFORE                        directory with an older build's scale and sealift
 #   BENCH_DIR, BENCH_KEEP=1       work dir base (/var/tmp), keep it
 #   BENCH_NO_BUILD=1              use target/release/{scale,sealift} as built
+#   SCALE                         the scale binary (its directory also gives sealift)
 #
 # Needs: cargo, GNU time at /usr/bin/time, about 1.5 GiB of free disk per 100k blobs.
 # Usage: benches/scale.sh
@@ -32,7 +33,7 @@ BENCH_NAME=scale.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BLOBS=${SCALE_BLOBS:-100000}
 MANIFESTS=${SCALE_MANIFESTS:-10000}
-SCALE=$TARGET/release/scale
+SCALE=${SCALE:-$TARGET/release/scale}
 
 bench_need_time
 bench_build
