@@ -1,11 +1,14 @@
 //! Disk usage: what images would cost without sharing (logical) against what the store
 //! holds (physical).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
+use crate::graph::key_digest;
+use crate::record::{self, BlobRecordRef};
 use crate::store::Store;
 use sealift_oci::digest::Digest;
+use sealift_oci::media_type::is_manifest;
 
 /// Usage of one repository.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -50,60 +53,90 @@ pub struct DuReport {
 
 impl Store {
     /// Compute usage; `top` bounds the shared list.
+    ///
+    /// Tags come in key order, which groups them by repository, so a repository's distinct
+    /// blobs are counted with a set that lives only while its tags are read; across the
+    /// store only a count and a size per shared-candidate blob are kept, and records are
+    /// read without copying what is not needed. Each tag's graph is walked on its own (a
+    /// walk is a few key lookups), instead of keeping every graph in memory.
     pub fn du(&self, top: usize) -> Result<DuReport> {
         let mut report = DuReport::default();
-        for item in self.records() {
-            let (_, rec) = item?;
+        for item in self.blobs.iter() {
+            let (_, v) = item?;
+            let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
             report.physical += rec.size;
             report.blobs += 1;
         }
-        let mut repos: BTreeMap<String, (RepoUsage, HashSet<Digest>)> = BTreeMap::new();
-        let mut uses: HashMap<Digest, (usize, u64, String)> = HashMap::new();
-        let mut graphs: HashMap<Digest, Vec<(Digest, u64, String)>> = HashMap::new();
+        // Per blob that is not a manifest: how many tagged images reach it, and its size.
+        let mut uses: HashMap<Vec<u8>, (usize, u64)> = HashMap::new();
+        let mut repo: Option<(RepoUsage, HashSet<Vec<u8>>)> = None;
+        // One tag's graph: (key, size, whether it is a manifest).
+        let mut nodes: Vec<(Vec<u8>, u64, bool)> = Vec::new();
         for t in self.tags()? {
-            if !graphs.contains_key(&t.digest) {
-                let nodes = match self.walk(&t.digest) {
-                    Ok((nodes, _)) => nodes
-                        .into_iter()
-                        .map(|(d, r)| (d, r.size, r.media_type))
-                        .collect(),
-                    Err(_) => Vec::new(),
+            if repo.as_ref().is_none_or(|(u, _)| u.repo != t.repo.as_str()) {
+                report.repos.extend(repo.take().map(|(u, _)| u));
+                let usage = RepoUsage {
+                    repo: t.repo.to_string(),
+                    ..Default::default()
                 };
-                graphs.insert(t.digest.clone(), nodes);
+                repo = Some((usage, HashSet::new()));
             }
-            let nodes = &graphs[&t.digest];
+            let Some((usage, distinct)) = repo.as_mut() else {
+                continue;
+            };
+            nodes.clear();
+            let walked = self.walk_keys(
+                &t.digest,
+                &mut |k, v| {
+                    let rec: BlobRecordRef<'_> = record::decode_ref("blobs", v)?;
+                    nodes.push((k.to_vec(), rec.size, is_manifest(rec.media_type)));
+                    Ok(())
+                },
+                &mut |_, _| Ok(()),
+            );
+            // A tag whose graph cannot be read counts as empty (`verify` reports it).
+            if walked.is_err() {
+                nodes.clear();
+            }
             let size: u64 = nodes.iter().map(|n| n.1).sum();
             report.logical += size;
-            let entry = repos.entry(t.repo.to_string()).or_default();
-            entry.0.repo = t.repo.to_string();
-            entry.0.tags += 1;
-            entry.0.logical += size;
-            for (d, s, m) in nodes {
-                if entry.1.insert(d.clone()) {
-                    entry.0.physical += s;
+            usage.tags += 1;
+            usage.logical += size;
+            for (k, s, manifest) in nodes.drain(..) {
+                if !manifest {
+                    uses.entry(k.clone()).or_insert((0, s)).0 += 1;
                 }
-                let u = uses.entry(d.clone()).or_insert((0, *s, m.clone()));
-                u.0 += 1;
+                if distinct.insert(k) {
+                    usage.physical += s;
+                }
             }
         }
-        report.repos = repos.into_values().map(|(u, _)| u).collect();
-        let mut shared: Vec<SharedBlob> = uses
+        report.repos.extend(repo.map(|(u, _)| u));
+        let mut shared: Vec<(Vec<u8>, usize, u64)> = uses
             .into_iter()
-            .filter(|(_, (n, _, m))| *n > 1 && !sealift_oci::media_type::is_manifest(m))
-            .map(|(digest, (images, size, media_type))| SharedBlob {
+            .filter(|(_, (n, _))| *n > 1)
+            .map(|(k, (n, s))| (k, n, s))
+            .collect();
+        // Key order is digest order (algorithm, then the hash's bytes, as its hex sorts).
+        shared.sort_by(|a, b| {
+            (b.1 as u128 * b.2 as u128)
+                .cmp(&(a.1 as u128 * a.2 as u128))
+                .then(a.0.cmp(&b.0))
+        });
+        shared.truncate(top);
+        for (k, images, size) in shared {
+            let digest = key_digest(&k)?;
+            let media_type = self
+                .record(&digest)?
+                .map(|r| r.media_type)
+                .unwrap_or_default();
+            report.shared.push(SharedBlob {
                 digest,
                 size,
                 media_type,
                 images,
-            })
-            .collect();
-        shared.sort_by(|a, b| {
-            (b.images as u128 * b.size as u128)
-                .cmp(&(a.images as u128 * a.size as u128))
-                .then(a.digest.cmp(&b.digest))
-        });
-        shared.truncate(top);
-        report.shared = shared;
+            });
+        }
         Ok(report)
     }
 }

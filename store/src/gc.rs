@@ -7,18 +7,41 @@
 //! its subject).
 //!
 //! GC runs while other threads write: it bumps the epoch (the only exclusive moment), marks,
-//! then deletes candidates one by one, each in its own transaction that re-checks the
-//! record's epoch stamp. Anything held, linked or tagged after the bump carries the new
-//! epoch and is skipped.
+//! then deletes candidates a chunk at a time, each chunk in one transaction that re-checks
+//! every record's epoch stamp. Anything held, linked or tagged after the bump carries the
+//! new epoch and is skipped.
+//!
+//! At scale (100k records) the mark works on raw sled keys, reads records without
+//! allocating ([`BlobRecordRef`]), follows edges only out of manifests (as
+//! [`Store::walk`] does), and reads the referrers tree once; deletion keeps only a chunk
+//! of candidates in memory besides the mark set (manifests first, parents before children,
+//! then plain blobs found by a second pass over the records).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::backend::Location;
 use crate::error::{Error, Result};
-use crate::record::{self, now, BlobRecord, IngestRecord, LeaseRecord};
+use crate::graph::key_digest;
+use crate::record::{self, now, BlobRecord, BlobRecordRef, IngestRecord, LeaseRecord, TagRecord};
 use crate::store::{Lease, Store};
 use sealift_oci::digest::Digest;
+use sled::Transactional;
+
+/// Deletions and unlinks so far in one run, counted for the crash-test fault points.
+#[derive(Default)]
+struct Progress {
+    deleted: u64,
+    unlinked: u64,
+}
+
+/// Decode a record inside a transaction, aborting it on a bad one.
+fn tx_decode_ref(
+    v: &[u8],
+) -> std::result::Result<BlobRecordRef<'_>, sled::transaction::ConflictableTransactionError<Error>>
+{
+    record::decode_ref("blobs", v).map_err(sled::transaction::ConflictableTransactionError::Abort)
+}
 
 /// How GC behaves.
 #[derive(Clone, Debug)]
@@ -72,10 +95,26 @@ pub struct GcReport {
     pub live: usize,
 }
 
-/// Removed records made durable per batch before their files go: a flush per batch
-/// instead of per record, and a crash loses at most one batch of unlinks (the files stay
-/// as orphans, swept on the next open).
-const UNLINK_BATCH: usize = 256;
+/// Records removed per transaction, and made durable (one flush) before their files go: a
+/// crash loses at most one chunk of unlinks (the files stay as orphans, swept by the next
+/// GC), and memory holds one chunk of candidates, whatever the store's size.
+const CHUNK: usize = 512;
+
+/// A record's key in the `blobs` tree ([`Digest::to_key`]): the mark works on these, not on
+/// parsed digests.
+type Key = Vec<u8>;
+
+/// What the mark knows of one record.
+#[derive(Clone, Copy)]
+struct Node {
+    /// Only manifests have edges to follow.
+    manifest: bool,
+    /// Reached from a root.
+    marked: bool,
+}
+
+/// Every record the mark saw (one pass over `blobs`), by key.
+type Nodes = HashMap<Key, Node>;
 
 impl Store {
     /// Collect what nothing reaches.
@@ -110,113 +149,82 @@ impl Store {
             }
         }
 
-        let mut marked: HashSet<Digest> = HashSet::new();
-        let mut stack: Vec<Digest> = Vec::new();
-        for tag in self.tags()? {
-            stack.push(tag.digest);
-        }
-        stack.extend(self.pins()?);
-        for item in self.holds.iter() {
-            let (k, _) = item?;
-            let id =
-                u64::from_be_bytes(k.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
-            if live_leases.contains(&id) {
-                if let Some((d, _)) = Digest::from_key(&k[8..]) {
-                    stack.push(d);
-                }
-            }
-        }
-        for item in self.ingests.iter() {
-            let (_, v) = item?;
-            let r: IngestRecord = record::decode("ingests", &v)?;
-            if live_leases.contains(&r.lease) {
-                if let Ok(d) = r.digest.parse() {
-                    stack.push(d);
-                }
-            }
-        }
+        let mut stack = self.roots(&live_leases)?;
+        // The only pass over the records: which exist, which are manifests, and the grace
+        // roots. Records stored after it are not candidates (they carry the new epoch).
         let grace = opts.grace.as_secs();
-        for item in self.records() {
-            let (d, rec) = item?;
+        let mut nodes: Nodes = HashMap::new();
+        for item in self.blobs.iter() {
+            let (k, v) = item?;
+            let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
             let fresh = t.saturating_sub(rec.created) < grace;
-            let orphan_referrer = match &rec.subject {
-                Some(s) => s
-                    .parse::<Digest>()
-                    .ok()
-                    .is_none_or(|s| !self.blobs.contains_key(s.to_key()).unwrap_or(false)),
-                None => false,
-            };
-            if fresh && (!rec.linked || orphan_referrer) {
+            if fresh && (!rec.linked || self.subject_absent(rec.subject)?) {
                 report.kept_by_grace += 1;
-                stack.push(d);
+                stack.push(k.to_vec());
             }
+            let node = Node {
+                manifest: rec.manifest,
+                marked: false,
+            };
+            nodes.insert(k.to_vec(), node);
         }
+        self.mark(&mut nodes, stack)?;
 
-        while let Some(d) = stack.pop() {
-            if !marked.insert(d.clone()) {
-                continue;
-            }
-            for e in self.edges(&d)? {
-                if !marked.contains(&e.child) {
-                    stack.push(e.child);
-                }
-            }
-            for r in self.referrers(&d)? {
-                if !marked.contains(&r) {
-                    stack.push(r);
-                }
-            }
-        }
-
-        let mut candidates: Vec<(Digest, BlobRecord)> = Vec::new();
-        for item in self.records() {
-            let (d, rec) = item?;
-            if marked.contains(&d) {
+        // The unreached manifests are ordered (they are few); the plain blobs go after
+        // them, a chunk at a time, in any order.
+        let mut unreached_manifests: Vec<Key> = Vec::new();
+        let mut unreached_blobs = 0usize;
+        for (k, n) in &nodes {
+            if n.marked {
                 report.live += 1;
+            } else if n.manifest {
+                unreached_manifests.push(k.clone());
             } else {
-                candidates.push((d, rec));
+                unreached_blobs += 1;
             }
         }
 
         if opts.dry_run {
-            for (d, rec) in candidates {
+            let mut keys: Vec<&Key> = nodes.iter().filter(|n| !n.1.marked).map(|n| n.0).collect();
+            keys.sort();
+            for k in keys {
+                let Some(rec) = self.record(&key_digest(k)?)? else {
+                    continue;
+                };
                 report.bytes += rec.size;
                 report.removed.push(Collected {
-                    digest: d,
+                    digest: key_digest(k)?,
                     size: rec.size,
                     media_type: rec.media_type,
                 });
             }
         } else {
             // Parents before children: a crash part-way then never leaves a manifest whose
-            // required child is gone (which verify would call a broken image).
-            let candidates = self.parents_first(candidates)?;
-            // Records go first and are made durable (flushed) before their files are
-            // unlinked, a batch at a time: a crash then leaves at worst a file without a
-            // record (an orphan, swept on the next open), never a record without its file.
-            let mut pending: Vec<Digest> = Vec::new();
-            let mut deleted: u64 = 0;
-            let mut unlinked: u64 = 0;
-            for (d, _) in candidates {
-                match self.delete_record_if_untouched(&d, epoch)? {
-                    Some(rec) => {
-                        deleted += 1;
-                        crate::fault::reached("gc.after_delete", deleted);
-                        report.bytes += rec.size;
-                        report.removed.push(Collected {
-                            digest: d.clone(),
-                            size: rec.size,
-                            media_type: rec.media_type,
-                        });
-                        pending.push(d);
-                    }
-                    None => report.spared_by_writer += 1,
-                }
-                if pending.len() >= UNLINK_BATCH {
-                    self.unlink_removed(&mut pending, &mut unlinked)?;
-                }
+            // required child is gone (which verify would call a broken image). Manifests
+            // first, in that order among themselves, then the plain blobs, which link
+            // nothing.
+            let ordered = self.parents_first(unreached_manifests, &nodes)?;
+            let mut progress = Progress::default();
+            for chunk in ordered.chunks(CHUNK) {
+                let keys: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                self.delete_chunk(&keys, true, epoch, &mut report, &mut progress)?;
             }
-            self.unlink_removed(&mut pending, &mut unlinked)?;
+            drop(ordered);
+            if unreached_blobs > 0 {
+                let plain = nodes
+                    .iter()
+                    .filter(|(_, n)| !n.marked && !n.manifest)
+                    .map(|(k, _)| k.as_slice());
+                let mut keys: Vec<&[u8]> = Vec::with_capacity(CHUNK);
+                for k in plain {
+                    keys.push(k);
+                    if keys.len() == CHUNK {
+                        self.delete_chunk(&keys, false, epoch, &mut report, &mut progress)?;
+                        keys.clear();
+                    }
+                }
+                self.delete_chunk(&keys, false, epoch, &mut report, &mut progress)?;
+            }
         }
 
         // Local files are only ever published by this process (the store's lock), under the
@@ -226,7 +234,13 @@ impl Store {
             Location::Local => Duration::ZERO,
             Location::S3 { .. } => opts.grace,
         };
-        report.orphan_files = self.sweep_orphan_files(opts.dry_run, orphan_grace)?.len();
+        // The mark's records answer "is it recorded?" for almost every listed file (marked
+        // ones are kept; the unmarked ones this run did not delete, spared, are kept too);
+        // only the rest are looked up.
+        report.orphan_files = self
+            .sweep_orphans(opts.dry_run, orphan_grace, Some(&nodes))?
+            .len();
+        drop(nodes);
         report.stale_ingests = self.sweep_stale_ingests(&live_leases, opts.dry_run)?;
         if !opts.dry_run {
             self.db.flush()?;
@@ -234,28 +248,196 @@ impl Store {
         Ok(report)
     }
 
-    /// Delete one record (and the edges it owned) unless a writer stamped it with `epoch`
-    /// or later. Its file stays until [`Store::unlink_removed`].
-    fn delete_record_if_untouched(&self, d: &Digest, epoch: u64) -> Result<Option<BlobRecord>> {
-        let _s = self.stripe(d);
-        let key = d.to_key();
-        let removed = self.blobs.transaction(|b| {
-            let Some(v) = b.get(&key)? else {
-                return Ok(None);
+    /// Mark what `stack` reaches: edges out of manifests, and subject → referrer.
+    fn mark(&self, nodes: &mut Nodes, mut stack: Vec<Key>) -> Result<()> {
+        let referrers = self.referrers_by_subject()?;
+        // Roots that are not records (a tag whose target is gone) can still have
+        // referrers; they are visited once.
+        let mut absent: HashSet<Key> = HashSet::new();
+        while let Some(k) = stack.pop() {
+            let manifest = match nodes.get_mut(&k) {
+                Some(n) if n.marked => continue,
+                Some(n) => {
+                    n.marked = true;
+                    n.manifest
+                }
+                None if absent.contains(&k) => continue,
+                None => false,
             };
-            let rec: BlobRecord = record::decode("blobs", &v)
-                .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
-            if rec.touched >= epoch {
-                return Ok(None);
+            if manifest {
+                for item in self.edges.scan_prefix(&k) {
+                    let (ek, _) = item?;
+                    let child = &ek[k.len()..];
+                    if nodes.get(child).is_none_or(|n| !n.marked) {
+                        stack.push(child.to_vec());
+                    }
+                }
             }
-            b.remove(key.as_slice())?;
-            Ok(Some(rec))
-        });
-        let removed: Option<BlobRecord> = removed.map_err(Error::from)?;
-        if let Some(rec) = &removed {
-            self.forget_edges(d, rec)?;
+            if let Some(rs) = referrers.get(&k) {
+                stack.extend(rs.iter().cloned());
+            }
+            if !nodes.contains_key(&k) {
+                absent.insert(k);
+            }
         }
-        Ok(removed)
+        Ok(())
+    }
+
+    /// The roots that are not records' own grace: tags, pins, what live leases hold and
+    /// live ingests are writing, as keys.
+    fn roots(&self, live_leases: &HashSet<u64>) -> Result<Vec<Key>> {
+        let mut stack: Vec<Key> = Vec::new();
+        for item in self.tags.iter() {
+            let (_, v) = item?;
+            let r: TagRecord = record::decode("tags", &v)?;
+            let d: Digest = r.digest.parse().map_err(|_| Error::Corrupt {
+                tree: "tags",
+                reason: format!("bad digest {}", r.digest),
+            })?;
+            stack.push(d.to_key());
+        }
+        for item in self.pins.iter() {
+            stack.push(item?.0.to_vec());
+        }
+        for item in self.holds.iter() {
+            let (k, _) = item?;
+            let id =
+                u64::from_be_bytes(k.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+            if live_leases.contains(&id) && k.len() > 8 {
+                stack.push(k[8..].to_vec());
+            }
+        }
+        for item in self.ingests.iter() {
+            let (_, v) = item?;
+            let r: IngestRecord = record::decode("ingests", &v)?;
+            if live_leases.contains(&r.lease) {
+                if let Ok(d) = r.digest.parse::<Digest>() {
+                    stack.push(d.to_key());
+                }
+            }
+        }
+        Ok(stack)
+    }
+
+    /// Whether a referrer's subject is absent (or unreadable); `false` for a record that is
+    /// not a referrer.
+    fn subject_absent(&self, subject: Option<&str>) -> Result<bool> {
+        let Some(s) = subject else {
+            return Ok(false);
+        };
+        Ok(match s.parse::<Digest>() {
+            Ok(s) => !self.blobs.contains_key(s.to_key())?,
+            Err(_) => true,
+        })
+    }
+
+    /// The referrers tree read once, as subject key → referrer keys: one entry per
+    /// referrer, so small, and it spares a lookup per marked record.
+    fn referrers_by_subject(&self) -> Result<HashMap<Key, Vec<Key>>> {
+        let mut out: HashMap<Key, Vec<Key>> = HashMap::new();
+        for item in self.referrers.iter() {
+            let (k, _) = item?;
+            let Some((_, n)) = Digest::from_key(&k) else {
+                continue;
+            };
+            out.entry(k[..n].to_vec())
+                .or_default()
+                .push(k[n..].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Delete a chunk of candidates, report them, make the removals durable, then unlink
+    /// their bytes.
+    fn delete_chunk(
+        &self,
+        keys: &[&[u8]],
+        manifests: bool,
+        epoch: u64,
+        report: &mut GcReport,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let removed = self.delete_records_if_untouched(keys, manifests, epoch)?;
+        let mut pending: Vec<Digest> = Vec::with_capacity(keys.len());
+        for (k, gone) in keys.iter().zip(removed) {
+            let Some((size, media_type)) = gone else {
+                report.spared_by_writer += 1;
+                continue;
+            };
+            progress.deleted += 1;
+            crate::fault::reached("gc.after_delete", progress.deleted);
+            let digest = key_digest(k)?;
+            report.bytes += size;
+            report.removed.push(Collected {
+                digest: digest.clone(),
+                size,
+                media_type,
+            });
+            pending.push(digest);
+        }
+        self.unlink_removed(&mut pending, &mut progress.unlinked)
+    }
+
+    /// Delete a chunk of records (and the edges and referrer links they own) in one
+    /// transaction, each unless a writer stamped it with `epoch` or later. Per key, the
+    /// size and media type of what was deleted. Their files stay until
+    /// [`Store::unlink_removed`].
+    ///
+    /// No stripe lock is needed here: a put that commits the same digest concurrently
+    /// either commits first (stamping the new epoch, so the record is spared) or after
+    /// (a new record, whose file `unlink_removed` then keeps); sled orders the two
+    /// transactions.
+    fn delete_records_if_untouched(
+        &self,
+        keys: &[&[u8]],
+        manifests: bool,
+        epoch: u64,
+    ) -> Result<Vec<Option<(u64, String)>>> {
+        // A manifest's edges are fixed by its bytes, so listing them before the
+        // transaction is exact: a re-put of the manifest writes the same keys, and stamps
+        // the record, which then is not deleted.
+        let mut edges: Vec<Vec<sled::IVec>> = Vec::with_capacity(keys.len());
+        for k in keys {
+            let mut own = Vec::new();
+            if manifests {
+                for item in self.edges.scan_prefix(k) {
+                    own.push(item?.0);
+                }
+            }
+            edges.push(own);
+        }
+        let trees = (&self.blobs, &self.edges, &self.referrers);
+        let removed = trees.transaction(|(blobs, edge_tree, referrers)| {
+            let mut removed = Vec::with_capacity(keys.len());
+            for (k, own) in keys.iter().zip(&edges) {
+                let Some(v) = blobs.get(k)? else {
+                    removed.push(None);
+                    continue;
+                };
+                let rec: BlobRecordRef<'_> = tx_decode_ref(&v)?;
+                if rec.touched >= epoch {
+                    removed.push(None);
+                    continue;
+                }
+                blobs.remove(*k)?;
+                if rec.manifest {
+                    for e in own {
+                        edge_tree.remove(e)?;
+                    }
+                }
+                if let Some(s) = rec.subject.and_then(|s| s.parse::<Digest>().ok()) {
+                    let mut rk = s.to_key();
+                    rk.extend_from_slice(k);
+                    referrers.remove(rk)?;
+                }
+                removed.push(Some((rec.size, rec.media_type.to_string())));
+            }
+            Ok(removed)
+        });
+        removed.map_err(Error::from)
     }
 
     /// Make the removals of `pending` durable, then unlink their files. A put of the same
@@ -284,31 +466,32 @@ impl Store {
         Ok(())
     }
 
-    /// Order `candidates` so that every manifest comes before the children it links among
-    /// them. Nothing live links a candidate (or it would be marked), so deleting in this
-    /// order keeps every remaining manifest complete at each step.
-    fn parents_first(
-        &self,
-        candidates: Vec<(Digest, BlobRecord)>,
-    ) -> Result<Vec<(Digest, BlobRecord)>> {
-        let index: HashMap<Digest, usize> = candidates
+    /// Order the unreached manifests so that every one comes before the manifests it links
+    /// among them (an index before its entries). Nothing live links a candidate (or it
+    /// would be marked), so deleting in this order keeps every remaining manifest complete
+    /// at each step. Only manifests have edges, so only they are looked at.
+    fn parents_first(&self, candidates: Vec<Key>, nodes: &Nodes) -> Result<Vec<Key>> {
+        let index: HashMap<&[u8], usize> = candidates
             .iter()
             .enumerate()
-            .map(|(i, (d, _))| (d.clone(), i))
+            .map(|(i, k)| (k.as_slice(), i))
             .collect();
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
         let mut parents = vec![0usize; candidates.len()];
-        for (i, (d, rec)) in candidates.iter().enumerate() {
-            if !rec.manifest {
-                continue;
-            }
-            for e in self.edges(d)? {
-                if let Some(&j) = index.get(&e.child) {
+        for (i, k) in candidates.iter().enumerate() {
+            for item in self.edges.scan_prefix(k) {
+                let (ek, _) = item?;
+                let child = &ek[k.len()..];
+                if !nodes.get(child).is_some_and(|n| n.manifest) {
+                    continue;
+                }
+                if let Some(&j) = index.get(child) {
                     children[i].push(j);
                     parents[j] += 1;
                 }
             }
         }
+        drop(index);
         // Kahn's algorithm; iterative, so a deep chain cannot overflow the stack.
         let mut ready: Vec<usize> = (0..candidates.len()).filter(|&i| parents[i] == 0).collect();
         let mut order = Vec::with_capacity(candidates.len());
@@ -326,8 +509,7 @@ impl Store {
         // Content addressing rules out cycles; should a corrupt graph hold one, its nodes
         // still go, last.
         order.extend((0..candidates.len()).filter(|&i| !placed[i]));
-        let mut slots: Vec<Option<(Digest, BlobRecord)>> =
-            candidates.into_iter().map(Some).collect();
+        let mut slots: Vec<Option<Key>> = candidates.into_iter().map(Some).collect();
         Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
     }
 
@@ -350,6 +532,18 @@ impl Store {
     /// moment ago are about to be committed). Removed unless `dry_run`. The listing is
     /// paged by the backend, and only the orphans are kept.
     pub(crate) fn sweep_orphan_files(&self, dry_run: bool, grace: Duration) -> Result<Vec<String>> {
+        self.sweep_orphans(dry_run, grace, None)
+    }
+
+    /// [`Store::sweep_orphan_files`], told by `recorded` which keys had a record a moment
+    /// ago (GC's mark): those are kept without a lookup. Only keys it does not know are
+    /// looked up, under their stripe.
+    fn sweep_orphans(
+        &self,
+        dry_run: bool,
+        grace: Duration,
+        recorded: Option<&Nodes>,
+    ) -> Result<Vec<String>> {
         // A replica shares the writer's bucket, where every object it has no record of is
         // the writer's: none is its orphan (not for GC, verify or recovery).
         if self.is_replica() {
@@ -363,11 +557,17 @@ impl Store {
             if item.modified > cutoff {
                 return Ok(true);
             }
+            let key = item.digest.as_ref().map(Digest::to_key);
+            if let (Some(k), Some(known)) = (&key, recorded) {
+                if known.contains_key(k) {
+                    return Ok(true);
+                }
+            }
             // Hold the digest's stripe so a put between publish and commit is not mistaken
             // for an orphan.
             let _s = item.digest.as_ref().map(|d| self.stripe(d));
-            let orphan = match &item.digest {
-                Some(d) => self.record(d)?.is_none(),
+            let orphan = match &key {
+                Some(k) => !self.blobs.contains_key(k)?,
                 None => true,
             };
             if orphan {

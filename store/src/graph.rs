@@ -4,11 +4,24 @@
 use crate::blob::PutOutcome;
 use crate::error::{Error, Result};
 use crate::lease::Lease;
-use crate::record::{self, role_of, BlobRecord, EdgeRecord};
+use crate::record::{self, role_of, BlobRecord, BlobRecordRef, EdgeRecord};
 use crate::store::Store;
 use crate::tx::{abort, link_child};
 use sealift_oci::digest::Digest;
 use sealift_oci::manifest::{ManifestView, Role, MAX_MANIFEST_SIZE};
+
+/// The digest a `blobs` key (or the child half of an edge key) names.
+pub(crate) fn key_digest(k: &[u8]) -> Result<Digest> {
+    Digest::from_key(k)
+        .map(|(d, _)| d)
+        .ok_or_else(|| Error::Corrupt {
+            tree: "blobs",
+            reason: "bad key".into(),
+        })
+}
+
+/// What [`Store::walk_keys`] calls with two keys, or a key and its stored record.
+pub(crate) type KeyVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 
 /// Options for [`Store::put_manifest`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -180,40 +193,68 @@ impl Store {
     /// deeper than [`MAX_DEPTH`](sealift_oci::manifest::MAX_DEPTH) is [`Error::TooDeep`], so
     /// `set_tag` never names one.
     pub fn walk(&self, root: &Digest) -> Result<Graph> {
-        let mut seen = std::collections::HashSet::new();
-        // Each digest with the number of manifests on the path to it, the root's included.
-        let mut stack = vec![(root.clone(), 1)];
         let mut nodes = Vec::new();
         let mut missing = Vec::new();
-        if self.record(root)?.is_none() {
+        self.walk_keys(
+            root,
+            &mut |k, v| {
+                nodes.push((key_digest(k)?, record::decode("blobs", v)?));
+                Ok(())
+            },
+            &mut |parent, child| {
+                missing.push((key_digest(parent)?, key_digest(child)?));
+                Ok(())
+            },
+        )?;
+        Ok((nodes, missing))
+    }
+
+    /// [`Store::walk`] on raw keys and stored values, for listings over many tags (`images`,
+    /// `du`): `node` gets each present node's key and encoded record (root first), `missing`
+    /// each (parent, child) key pair of a required edge whose child is absent. Nothing is
+    /// parsed or copied that the caller does not ask for.
+    pub(crate) fn walk_keys(
+        &self,
+        root: &Digest,
+        node: &mut KeyVisitor<'_>,
+        missing: &mut KeyVisitor<'_>,
+    ) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        // Each key with the number of manifests on the path to it, the root's included.
+        let mut stack = vec![(root.to_key(), 1)];
+        if !self.blobs.contains_key(&stack[0].0)? {
             return Err(Error::NotFound(root.clone()));
         }
-        while let Some((d, depth)) = stack.pop() {
-            if !seen.insert(d.clone()) {
+        while let Some((k, depth)) = stack.pop() {
+            if seen.contains(&k) {
                 continue;
             }
-            let Some(rec) = self.record(&d)? else {
+            let Some(v) = self.blobs.get(&k)? else {
                 continue;
             };
+            let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
             if rec.manifest {
                 if depth > sealift_oci::manifest::MAX_DEPTH {
                     return Err(Error::TooDeep {
                         root: root.clone(),
-                        at: d,
+                        at: key_digest(&k)?,
                         depth,
                     });
                 }
-                for e in self.edges(&d)? {
-                    if self.blobs.contains_key(e.child.to_key())? {
-                        stack.push((e.child, depth + 1));
-                    } else if e.required {
-                        missing.push((d.clone(), e.child));
+                for item in self.edges.scan_prefix(&k) {
+                    let (ek, ev) = item?;
+                    let child = &ek[k.len()..];
+                    if self.blobs.contains_key(child)? {
+                        stack.push((child.to_vec(), depth + 1));
+                    } else if record::decode::<EdgeRecord>("edges", &ev)?.required {
+                        missing(&k, child)?;
                     }
                 }
             }
-            nodes.push((d, rec));
+            node(&k, &v)?;
+            seen.insert(k);
         }
-        Ok((nodes, missing))
+        Ok(())
     }
 
     /// Check completeness and stamp every node with the current epoch (gate held).

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::graph::key_digest;
+use crate::record::{self, BlobRecordRef};
 use crate::store::Store;
 use sealift_oci::manifest::{ManifestKind, ManifestView, MAX_DEPTH};
 use sealift_oci::media_type as mt;
@@ -143,24 +145,52 @@ impl Store {
     /// Size, missing children and missing files of the graph under `digest`; `None` when
     /// the store has no record of it (a tag whose target is gone: `verify` reports it).
     pub fn image_summary(&self, digest: &Digest) -> Result<Option<ImageSummary>> {
-        let Some(rec) = self.record(digest)? else {
+        let Some(v) = self.blobs.get(digest.to_key())? else {
             return Ok(None);
         };
-        let (nodes, missing) = self.walk(digest)?;
+        let root: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
+        let mut size = 0;
+        let mut missing_files = Vec::new();
+        let mut missing = Vec::new();
+        // Records are read without copying them; a digest is made only for what is
+        // reported or stat'ed.
+        self.walk_keys(
+            digest,
+            &mut |k, v| {
+                let rec: BlobRecordRef<'_> = record::decode_ref("blobs", v)?;
+                size += rec.size;
+                let d = key_digest(k)?;
+                if !self.bytes_in_place(&d, rec.size) {
+                    missing_files.push(d);
+                }
+                Ok(())
+            },
+            &mut |parent, child| {
+                missing.push(MissingEdge {
+                    parent: key_digest(parent)?,
+                    child: key_digest(child)?,
+                });
+                Ok(())
+            },
+        )?;
         Ok(Some(ImageSummary {
-            media_type: rec.media_type,
-            manifest: rec.manifest,
-            size: nodes.iter().map(|(_, r)| r.size).sum(),
-            missing_files: nodes
-                .iter()
-                .filter(|(d, r)| !self.file_present(d, r))
-                .map(|(d, _)| d.clone())
-                .collect(),
-            missing: missing
-                .into_iter()
-                .map(|(parent, child)| MissingEdge { parent, child })
-                .collect(),
+            media_type: root.media_type.to_string(),
+            manifest: root.manifest,
+            size,
+            missing_files,
+            missing,
         }))
+    }
+
+    /// [`Store::file_present`] for a record read as a [`BlobRecordRef`].
+    fn bytes_in_place(&self, d: &Digest, size: u64) -> bool {
+        match self.backend.stat(d) {
+            Ok(s) => s == Some(size),
+            Err(e) => {
+                tracing::warn!("{d}: {e}");
+                false
+            }
+        }
     }
 
     /// The tree under `digest` (which must be in the store): index entries (only those

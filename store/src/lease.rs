@@ -7,6 +7,9 @@ use crate::error::Result;
 use crate::record::{self, now, IngestRecord, LeaseRecord};
 use crate::store::Store;
 
+/// Holds removed per batch when a lease is released.
+const RELEASE_CHUNK: usize = 4096;
+
 /// A handle on a lease. Release it with [`Store::release`], or let a [`LeaseGuard`] do it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lease {
@@ -58,15 +61,25 @@ impl Store {
     }
 
     /// Release a lease and everything it holds (the held content stays if anything else
-    /// reaches it; otherwise the next GC collects it).
+    /// reaches it; otherwise the next GC collects it). The holds go a chunk at a time, so a
+    /// lease holding 100k blobs needs no more memory than one holding a thousand; the lease
+    /// record goes last, so a crash part-way leaves a lease that holds less, which the next
+    /// open (or release) finishes.
     pub fn release(&self, lease: Lease) -> Result<()> {
         let prefix = lease.id.to_be_bytes();
-        let mut batch = sled::Batch::default();
-        for item in self.holds.scan_prefix(prefix) {
-            let (k, _) = item?;
-            batch.remove(k);
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in self.holds.scan_prefix(prefix).keys().take(RELEASE_CHUNK) {
+                batch.remove(item?);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.holds.apply_batch(batch)?;
         }
-        self.holds.apply_batch(batch)?;
+        // Partial ingests are few (only what is being written), so a scan finds a lease's.
         for item in self.ingests.iter() {
             let (k, v) = item?;
             let r: IngestRecord = record::decode("ingests", &v)?;

@@ -36,6 +36,26 @@ pub struct BlobRecord {
     pub artifact_type: Option<String>,
 }
 
+/// A [`BlobRecord`] read without allocating: the same fields in the same order (bincode
+/// writes a struct as its fields in order, so the two decode the same bytes), strings
+/// borrowed from the stored value. GC reads every record and needs only a few fields.
+/// The test below keeps the two in step.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub(crate) struct BlobRecordRef<'a> {
+    pub size: u64,
+    #[serde(borrow)]
+    pub media_type: &'a str,
+    pub manifest: bool,
+    pub created: u64,
+    pub touched: u64,
+    pub linked: bool,
+    #[serde(borrow)]
+    pub subject: Option<&'a str>,
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    pub artifact_type: Option<&'a str>,
+}
+
 /// An edge parent → child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeRecord {
@@ -91,8 +111,8 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     out
 }
 
-/// Decode a record, checking its version byte.
-pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+/// The bincode part of a record, once its version byte is checked.
+fn body<'a>(tree: &'static str, bytes: &'a [u8]) -> Result<&'a [u8]> {
     match bytes.first() {
         Some(&SCHEMA_VERSION) => {}
         Some(&found) => {
@@ -108,7 +128,22 @@ pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T
             })
         }
     }
-    bincode::serde::decode_from_slice(&bytes[1..], bincode::config::standard())
+    Ok(&bytes[1..])
+}
+
+/// Decode a record, checking its version byte.
+pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+    bincode::serde::decode_from_slice(body(tree, bytes)?, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| Error::Corrupt {
+            tree,
+            reason: e.to_string(),
+        })
+}
+
+/// Decode a record, checking its version byte, borrowing its strings from `bytes`.
+pub(crate) fn decode_ref<'a, T: Deserialize<'a>>(tree: &'static str, bytes: &'a [u8]) -> Result<T> {
+    bincode::serde::borrow_decode_from_slice(body(tree, bytes)?, bincode::config::standard())
         .map(|(v, _)| v)
         .map_err(|e| Error::Corrupt {
             tree,
@@ -167,6 +202,46 @@ mod tests {
         assert!(matches!(
             decode::<TagRecord>("tags", &bad),
             Err(Error::SchemaVersion { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn blob_record_ref_reads_what_blob_record_writes() {
+        for subject in [None, Some("sha256:ab".to_string())] {
+            let r = BlobRecord {
+                size: 300_000,
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                manifest: true,
+                created: 1_700_000_000,
+                touched: 42,
+                linked: true,
+                subject: subject.clone(),
+                artifact_type: Some("application/spdx+json".into()),
+            };
+            let b = encode(&r);
+            let v: BlobRecordRef<'_> = decode_ref("blobs", &b).unwrap();
+            assert_eq!(
+                (
+                    v.size,
+                    v.media_type,
+                    v.manifest,
+                    v.created,
+                    v.touched,
+                    v.linked
+                ),
+                (r.size, r.media_type.as_str(), true, r.created, 42, true)
+            );
+            assert_eq!(v.subject, subject.as_deref());
+            assert_eq!(v.artifact_type, Some("application/spdx+json"));
+        }
+        let mut bad = encode(&TagRecord {
+            digest: "x".into(),
+            updated: 1,
+        });
+        bad[0] = 7;
+        assert!(matches!(
+            decode_ref::<BlobRecordRef<'_>>("blobs", &bad),
+            Err(Error::SchemaVersion { found: 7, .. })
         ));
     }
 }

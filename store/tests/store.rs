@@ -17,6 +17,8 @@ mod concurrency;
 mod du;
 #[path = "store/gc.rs"]
 mod gc;
+#[path = "store/gc_crash.rs"]
+mod gc_crash;
 #[path = "store/image.rs"]
 mod image;
 #[path = "store/leases.rs"]

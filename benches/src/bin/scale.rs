@@ -1,5 +1,8 @@
 //! `scale`: how sealift-store behaves with many blobs, manifests and tags.
 //!
+//! Long file: the build and every measured step in one place, so one run measures a store
+//! built one way.
+//!
 //! Builds a store of `--manifests M` image manifests (default 10,000), each with a config and
 //! `BLOBS / M - 1` tiny, unique layers (default 9, so `--blobs` 100,000 blobs in all), every
 //! manifest tagged (spread over 100 repositories), through the public `Store` API exactly as
@@ -11,14 +14,22 @@
 //!   read the config for the platform), in process, and the real CLI
 //!   (`sealift --store DIR --json images`, plus `du` and `verify`) when it is built, under
 //!   `/usr/bin/time` for its peak RSS;
+//! - releasing a lease that holds every blob (its peak memory above the RSS before it);
 //! - this process's peak RSS (VmHWM) and the store's size on disk.
+//!
+//! Each measured step after the build resets this process's peak RSS first (Linux
+//! `/proc/self/clear_refs`), so its "peak above start" is its own. Figures the issue's table
+//! names are also printed as `metric NAME VALUE` lines (benches/scale.sh reads them).
 //!
 //! Options: `--blobs N` `--manifests M` `--dir PATH` (kept afterwards; default a temp dir
 //! under /var/tmp, removed) `--repos R` (default 100) `--threads T` (images put
 //! concurrently during the build; default 1, as `sealift import` does) `--sealift PATH`
-//! (default: the `sealift` next to this binary) `--no-cli` (skip the CLI steps).
+//! (default: the `sealift` next to this binary) `--no-cli` (skip the CLI steps)
+//! `--build-only` (stop after the build and reopen; use with `--dir`) `--prebuilt` (skip the
+//! build: `--dir` holds a store a `--build-only` run made with the same shape options).
 //!
-//! `cargo build --release -p sealift -p sealift-benches && target/release/scale`
+//! `cargo build --release -p sealift -p sealift-benches && target/release/scale`; or
+//! benches/scale.sh for the issue-13 table.
 
 use sealift_benches::report::{disk_usage, mib, per_sec, status_kib, Report};
 use std::collections::HashMap;
@@ -43,10 +54,12 @@ struct Args {
     dir: Option<PathBuf>,
     sealift: Option<PathBuf>,
     no_cli: bool,
+    build_only: bool,
+    prebuilt: bool,
 }
 
 const USAGE: &str =
-    "usage: scale [--blobs N] [--manifests M] [--repos R] [--threads T] [--dir PATH] [--sealift PATH | --no-cli]";
+    "usage: scale [--blobs N] [--manifests M] [--repos R] [--threads T] [--dir PATH] [--sealift PATH | --no-cli] [--build-only | --prebuilt]";
 
 fn parse_args() -> std::result::Result<Args, String> {
     let mut a = Args {
@@ -57,6 +70,8 @@ fn parse_args() -> std::result::Result<Args, String> {
         dir: None,
         sealift: None,
         no_cli: false,
+        build_only: false,
+        prebuilt: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +80,11 @@ fn parse_args() -> std::result::Result<Args, String> {
         }
         if flag == "--no-cli" {
             a.no_cli = true;
+            continue;
+        }
+        if flag == "--build-only" || flag == "--prebuilt" {
+            a.build_only |= flag == "--build-only";
+            a.prebuilt |= flag == "--prebuilt";
             continue;
         }
         let value = it
@@ -88,6 +108,9 @@ fn parse_args() -> std::result::Result<Args, String> {
     }
     if let Some(p) = a.sealift.as_ref().filter(|p| !p.is_file()) {
         return Err(format!("--sealift {}: no such file", p.display()));
+    }
+    if (a.build_only || a.prebuilt) && a.dir.is_none() {
+        return Err(format!("--build-only and --prebuilt need --dir\n{USAGE}"));
     }
     if a.manifests == 0 || a.blobs < a.manifests {
         return Err(format!(
@@ -331,6 +354,75 @@ fn images_in_process(store: &Store, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// Reset this process's peak RSS (VmHWM) to its current RSS, so the next reading is the
+/// peak of one step. Returns the RSS (KiB) it starts from. Linux only; elsewhere the peak
+/// stays the process's.
+fn reset_peak() -> u64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    status_kib("VmRSS:").unwrap_or(0)
+}
+
+/// MiB the peak RSS rose above `start` (KiB) since [`reset_peak`].
+fn peak_above(start: u64) -> f64 {
+    status_kib("VmHWM:").unwrap_or(0).saturating_sub(start) as f64 / 1024.0
+}
+
+/// A figure benches/scale.sh puts in the issue's table.
+fn metric(name: &str, value: f64) {
+    println!("metric {name} {value:.3}");
+}
+
+/// Hold every blob with one lease, then release it: the release's time and peak memory.
+fn lease_release(store: &Store, report: &mut Report) -> Result<()> {
+    let lease = store.lease_detached("scale release", None)?;
+    let t = Instant::now();
+    let mut held = 0usize;
+    for item in store.records() {
+        let (d, _) = item?;
+        held += usize::from(store.hold(&lease, &d)?.is_some());
+    }
+    let d = t.elapsed();
+    report.add(
+        format!("hold {held} blobs with one lease"),
+        Some(d),
+        format!(
+            "{} (what a no-op copy does per blob)",
+            per_sec(held, d).replace("/s", " holds/s")
+        ),
+    );
+    let start = reset_peak();
+    let t = Instant::now();
+    store.release(lease)?;
+    let d = t.elapsed();
+    let peak = peak_above(start);
+    report.add(
+        format!("release a lease holding {held} blobs"),
+        Some(d),
+        format!("peak {peak:.1} MiB above start"),
+    );
+    metric("release_peak_mib", peak);
+    metric("release_s", d.as_secs_f64());
+    Ok(())
+}
+
+/// Sled's files under `dir/db`: a row, and the per-100k-blobs metric.
+fn db_size(dir: &Path, nblobs: usize, when: &str, report: &mut Report) {
+    let (files, apparent, allocated) = disk_usage(&dir.join("db"));
+    report.add(
+        format!("disk: db/ (sled), {when}"),
+        None,
+        format!(
+            "{files} files, {} apparent, {} allocated",
+            mib(apparent),
+            mib(allocated)
+        ),
+    );
+    if when == "built" {
+        let per = allocated as f64 / 1e6 * 100_000.0 / nblobs.max(1) as f64;
+        metric("db_mb_per_100k", per);
+    }
+}
+
 fn find_sealift(a: &Args) -> Option<PathBuf> {
     if a.no_cli {
         return None;
@@ -400,8 +492,12 @@ fn cli_steps(sealift: &Path, dir: &Path, report: &mut Report) -> Result<()> {
             mib(out.len() as u64)
         ),
     );
+    metric("images_cli_s", wall.as_secs_f64());
+    metric("images_cli_mib", kib.unwrap_or(0) as f64 / 1024.0);
     let (wall, kib, _) = run_cli(sealift, dir, &["du"])?;
     report.add("du, CLI: sealift --json du", Some(wall), rss(kib));
+    metric("du_cli_s", wall.as_secs_f64());
+    metric("du_cli_mib", kib.unwrap_or(0) as f64 / 1024.0);
     let (wall, kib, out) = run_cli(sealift, dir, &["verify"])?;
     let ok = serde_json::from_slice::<Value>(&out)
         .ok()
@@ -435,38 +531,48 @@ fn run(a: &Args) -> Result<()> {
     );
     let mut report = Report::default();
 
+    if !a.prebuilt {
+        let t = Instant::now();
+        let store = Store::open(&dir)?;
+        report.add("open empty store", Some(t.elapsed()), "");
+        build(&store, a, &mut report)?;
+        let t = Instant::now();
+        drop(store);
+        report.add("close store", Some(t.elapsed()), "");
+    }
     let t = Instant::now();
     let store = Store::open(&dir)?;
-    report.add("open empty store", Some(t.elapsed()), "");
-    build(&store, a, &mut report)?;
-    let t = Instant::now();
-    drop(store);
-    let t_close = t.elapsed();
-    let t = Instant::now();
-    let store = Store::open(&dir)?;
-    report.add(
-        "close + reopen store",
-        Some(t_close + t.elapsed()),
-        format!("close {:.2} s", t_close.as_secs_f64()),
-    );
+    report.add("open the built store", Some(t.elapsed()), "");
+    let nblobs = store.records().count();
+    db_size(&dir, nblobs, "built", &mut report);
+    if a.build_only {
+        println!();
+        report.print();
+        return Ok(());
+    }
 
+    let start = reset_peak();
     let t = Instant::now();
     let r = store.gc(&GcOptions {
         dry_run: false,
         grace: Duration::from_secs(3600),
     })?;
+    let d = t.elapsed();
     report.add(
         "gc, nothing collectable",
-        Some(t.elapsed()),
+        Some(d),
         format!(
-            "live {}, removed {}, orphan files {}",
+            "live {}, removed {}, orphan files {}, peak {:.1} MiB above start",
             r.live,
             r.removed.len(),
-            r.orphan_files
+            r.orphan_files,
+            peak_above(start)
         ),
     );
+    metric("gc_noop_s", d.as_secs_f64());
 
     images_in_process(&store, &mut report)?;
+    lease_release(&store, &mut report)?;
     drop(store);
     match find_sealift(a) {
         Some(s) => cli_steps(&s, &dir, &mut report)?,
@@ -490,35 +596,31 @@ fn run(a: &Args) -> Result<()> {
         Some(d),
         per_sec(removed, d),
     );
+    let start = reset_peak();
     let t = Instant::now();
     let r = store.gc(&GcOptions {
         dry_run: false,
         grace: Duration::ZERO,
     })?;
     let d = t.elapsed();
+    let peak = peak_above(start);
     report.add(
         "gc grace 0, half the tags removed",
         Some(d),
         format!(
-            "removed {} ({}), live {}, {}",
+            "removed {} ({}), live {}, {}, peak {peak:.1} MiB above start",
             r.removed.len(),
             mib(r.bytes),
             r.live,
             per_sec(r.removed.len(), d).replace("/s", " removed/s")
         ),
     );
+    metric("gc_removed", r.removed.len() as f64);
+    metric("gc_remove_s", d.as_secs_f64());
+    metric("gc_remove_peak_mib", peak);
     drop(store);
 
-    let (files, apparent, allocated) = disk_usage(&dir.join("db"));
-    report.add(
-        "disk: db/ (sled)",
-        None,
-        format!(
-            "{files} files, {} apparent, {} allocated",
-            mib(apparent),
-            mib(allocated)
-        ),
-    );
+    db_size(&dir, nblobs, "after gc", &mut report);
     let (files, apparent, allocated) = disk_usage(&dir.join("blobs"));
     report.add(
         "disk: blobs/",
@@ -528,11 +630,6 @@ fn run(a: &Args) -> Result<()> {
             mib(apparent),
             mib(allocated)
         ),
-    );
-    report.add(
-        "peak RSS of this process (VmHWM)",
-        None,
-        status_kib("VmHWM:").map_or("unknown".into(), |k| mib(k * 1024)),
     );
     println!();
     report.print();
