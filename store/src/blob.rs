@@ -179,7 +179,18 @@ impl Store {
             size,
             created: now(),
         };
-        if let Err(e) = self.ingests.insert(name.as_bytes(), record::encode(&rec)) {
+        let recorded = self
+            .ingests
+            .insert(name.as_bytes(), record::encode(&rec))
+            .and_then(|_| {
+                // A killed multipart upload is found again only through this record.
+                if staged.needs_durable_record() {
+                    self.db.flush().map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = recorded {
             staged.abort();
             return Err(e.into());
         }
@@ -338,7 +349,8 @@ impl Store {
             // child, a size disagreement, a released lease): take them back out, or they
             // stay as an orphan that verify reports. Only when no record names the digest:
             // under the stripe, a record here means the bytes are someone else's blob.
-            if published && !self.blobs.contains_key(&key)? {
+            // Never on a replica: the bytes under the digest are the writer's.
+            if published && !self.is_replica() && !self.blobs.contains_key(&key)? {
                 if let Err(rm) = self.backend.delete(digest) {
                     tracing::warn!("removing refused {digest}: {rm}");
                 }

@@ -238,7 +238,11 @@ impl Store {
         // ones are kept; the unmarked ones this run did not delete, spared, are kept too);
         // only the rest are looked up.
         report.orphan_files = self
-            .sweep_orphans(opts.dry_run, orphan_grace, Some(&nodes))?
+            .sweep_orphans(
+                opts.dry_run,
+                orphan_grace,
+                Some(&|k: &[u8]| nodes.contains_key(k)),
+            )?
             .len();
         drop(nodes);
         report.stale_ingests = self.sweep_stale_ingests(&live_leases, opts.dry_run)?;
@@ -526,77 +530,5 @@ impl Store {
             self.referrers.remove(crate::record::edge_key(&s, d))?;
         }
         Ok(())
-    }
-
-    /// Published bytes that no record names, older than `grace` (bytes a put published a
-    /// moment ago are about to be committed). Removed unless `dry_run`. The listing is
-    /// paged by the backend, and only the orphans are kept.
-    pub(crate) fn sweep_orphan_files(&self, dry_run: bool, grace: Duration) -> Result<Vec<String>> {
-        self.sweep_orphans(dry_run, grace, None)
-    }
-
-    /// [`Store::sweep_orphan_files`], told by `recorded` which keys had a record a moment
-    /// ago (GC's mark): those are kept without a lookup. Only keys it does not know are
-    /// looked up, under their stripe.
-    fn sweep_orphans(
-        &self,
-        dry_run: bool,
-        grace: Duration,
-        recorded: Option<&Nodes>,
-    ) -> Result<Vec<String>> {
-        // A replica shares the writer's bucket, where every object it has no record of is
-        // the writer's: none is its orphan (not for GC, verify or recovery).
-        if self.is_replica() {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        let cutoff = std::time::SystemTime::now()
-            .checked_sub(grace)
-            .unwrap_or(std::time::UNIX_EPOCH);
-        self.backend.list(&mut |item| {
-            if item.modified > cutoff {
-                return Ok(true);
-            }
-            let key = item.digest.as_ref().map(Digest::to_key);
-            if let (Some(k), Some(known)) = (&key, recorded) {
-                if known.contains_key(k) {
-                    return Ok(true);
-                }
-            }
-            // Hold the digest's stripe so a put between publish and commit is not mistaken
-            // for an orphan.
-            let _s = item.digest.as_ref().map(|d| self.stripe(d));
-            let orphan = match &key {
-                Some(k) => !self.blobs.contains_key(k)?,
-                None => true,
-            };
-            if orphan {
-                if !dry_run {
-                    match &item.digest {
-                        Some(d) => self.backend.delete(d)?,
-                        None => self.backend.delete_listed(&item)?,
-                    }
-                }
-                out.push(item.name);
-            }
-            Ok(true)
-        })?;
-        Ok(out)
-    }
-
-    fn sweep_stale_ingests(&self, live: &HashSet<u64>, dry_run: bool) -> Result<usize> {
-        let mut n = 0;
-        for item in self.ingests.iter() {
-            let (k, v) = item?;
-            let r: IngestRecord = record::decode("ingests", &v)?;
-            if !live.contains(&r.lease) && !self.leases.contains_key(r.lease.to_be_bytes())? {
-                n += 1;
-                if !dry_run {
-                    self.ingests.remove(&k)?;
-                    self.backend.discard(&String::from_utf8_lossy(&k))?;
-                }
-            }
-        }
-        Ok(n)
     }
 }

@@ -30,6 +30,7 @@ pub mod lease;
 pub mod lock;
 pub mod migrate;
 pub mod open;
+mod orphan;
 pub mod record;
 pub mod state;
 pub mod store;

@@ -55,6 +55,14 @@ impl Store {
         dest: Box<dyn Backend>,
         progress: Option<MigrateProgress<'_>>,
     ) -> Result<MigrateReport> {
+        if self.is_replica() {
+            return Err(Error::BadLocation {
+                location: to.to_string(),
+                reason: "this store is a read replica: its bucket's objects are the writer's; \
+                         migrate the writer, and create replicas anew"
+                    .into(),
+            });
+        }
         let from = self.backend.location();
         let mut report = MigrateReport {
             from: from.to_string(),

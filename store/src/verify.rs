@@ -255,7 +255,8 @@ impl Store {
             for (d, rec, remove_file) in &bad_records {
                 let _s = self.stripe(d);
                 self.drop_record(d, rec)?;
-                if *remove_file {
+                // A replica drops its record only: the bytes are the writer's.
+                if *remove_file && !self.is_replica() {
                     self.backend.delete(d)?;
                 }
                 report

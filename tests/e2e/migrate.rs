@@ -84,7 +84,10 @@ fn blobs_move_to_a_bucket_and_back_verified() {
             compared += 1;
         }
     }
-    assert!(compared > 10, "only {compared} blobs exported from the bucket");
+    assert!(
+        compared > 10,
+        "only {compared} blobs exported from the bucket"
+    );
     // Asking for the other place without migrate is refused, naming migrate.
     let err = env.fails(&["init", "--blobs", "local"]);
     assert!(err.contains("migrate"), "{err}");

@@ -145,6 +145,12 @@ pub trait Staged: Send {
     fn publish(self: Box<Self>) -> Result<()>;
     /// Give up: remove whatever was staged.
     fn abort(self: Box<Self>);
+    /// Whether the store must make the `ingests` record of this write durable before any
+    /// byte is written: true when the leftovers of a kill can only be found again through
+    /// that record (a multipart upload, which the bucket does not let the store list).
+    fn needs_durable_record(&self) -> bool {
+        false
+    }
 }
 
 /// What holds blob bytes. Implementations in `local.rs` (and `s3.rs`); `open.rs` picks one.

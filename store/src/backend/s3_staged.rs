@@ -141,6 +141,10 @@ impl Staged for S3Staged {
         &self.name
     }
 
+    fn needs_durable_record(&self) -> bool {
+        self.name.starts_with(MULTIPART)
+    }
+
     fn write(&mut self, mut data: &[u8]) -> Result<()> {
         if self.written + data.len() as u64 > self.declared {
             return Err(Error::Backend {
