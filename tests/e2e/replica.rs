@@ -308,6 +308,8 @@ fn redirect_blobs_answers_get_with_a_presigned_url_on_the_bucket() {
         &["init", "--blobs", &format!("s3://{bucket}/r")],
     );
     s3_ok(&env, weed, &["import", corpus.to_str().unwrap()]);
+    // Listed before serving: the server holds the store while it runs.
+    let images = s3_images(&env, weed);
     let (server, addr) = serve(
         &env,
         weed,
@@ -316,7 +318,6 @@ fn redirect_blobs_answers_get_with_a_presigned_url_on_the_bucket() {
     );
 
     // A layer of the single-platform image in the second repository.
-    let images = s3_images(&env, weed);
     let (reference, digest) = images
         .iter()
         .find(|(r, _)| r.starts_with("mirror/r01:"))

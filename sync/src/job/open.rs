@@ -102,8 +102,14 @@ impl Places {
 
 /// Open a job's source and destination.
 pub(crate) fn places(store: &Arc<Store>, clients: &Arc<Clients>, job: &JobConfig) -> Places {
+    // A read replica follows its writer under the writer's own names (its nodes pull the
+    // same references from any replica), so the writer's host is not prefixed.
     let qualify = match (&job.destination, &job.source) {
-        (config::Place::Store { .. }, config::Place::Registry { host, .. }) => Some(host.clone()),
+        (config::Place::Store { .. }, config::Place::Registry { host, .. })
+            if !store.is_replica() =>
+        {
+            Some(host.clone())
+        }
         _ => None,
     };
     Places {
