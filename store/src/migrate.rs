@@ -9,7 +9,6 @@
 //! backend; after it, the old copies are removed, and a migration killed during that
 //! cleanup finishes it when run again.
 
-use std::io::Read;
 
 use crate::backend::{Backend, Location};
 use crate::error::{Error, Result};
@@ -205,20 +204,11 @@ fn read_verified(
     size: u64,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let mut r = backend.open(d, 0)?;
     let mut v = Verifier::new(d, size);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf).map_err(|source| Error::Read {
-            digest: d.clone(),
-            source,
-        })?;
-        if n == 0 {
-            break;
-        }
-        v.update(&buf[..n]).map_err(|e| verify_error(d, size, e))?;
-        sink(&buf[..n])?;
-    }
+    crate::backend::read_all(backend, d, &mut |chunk| {
+        v.update(chunk).map_err(|e| verify_error(d, size, e))?;
+        sink(chunk)
+    })?;
     v.finish().map_err(|e| verify_error(d, size, e))
 }
 

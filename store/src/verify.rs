@@ -2,10 +2,9 @@
 //! and (with `full`) every byte against its digest and every layer against its DiffID.
 
 use std::fmt;
-use std::io::Read;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::record::BlobRecord;
 use crate::store::Store;
 use sealift_oci::config::{ImageConfig, MAX_CONFIG_SIZE};
@@ -385,19 +384,11 @@ impl Store {
 impl Store {
     /// Re-hash a blob's published bytes, streamed from the backend.
     fn hash_blob(&self, d: &Digest) -> Result<Digest> {
-        let mut r = self.backend.open(d, 0)?;
         let mut h = Hasher::new(d.algorithm());
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = r.read(&mut buf).map_err(|source| Error::Read {
-                digest: d.clone(),
-                source,
-            })?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        crate::backend::read_all(self.backend.as_ref(), d, &mut |chunk| {
+            h.update(chunk);
+            Ok(())
+        })?;
         Ok(h.finish())
     }
 }

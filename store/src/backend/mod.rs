@@ -193,6 +193,27 @@ pub trait Backend: Send + Sync {
     fn check_records_after_crash(&self) -> bool;
 }
 
+/// Stream all of `d`'s published bytes from `backend`, 1 MiB at a time, to `each`
+/// (verify re-hashes with it, migrate copies with it).
+pub(crate) fn read_all(
+    backend: &dyn Backend,
+    d: &Digest,
+    each: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut r = backend.open(d, 0)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf).map_err(|source| Error::Read {
+            digest: d.clone(),
+            source,
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        each(&buf[..n])?;
+    }
+}
+
 /// The object key or relative path of a digest: `blobs/<alg>/<hex>`.
 pub fn blob_key(d: &Digest) -> String {
     format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
