@@ -9,7 +9,6 @@
 //! backend; after it, the old copies are removed, and a migration killed during that
 //! cleanup finishes it when run again.
 
-
 use crate::backend::{Backend, Location};
 use crate::error::{Error, Result};
 use crate::store::Store;
