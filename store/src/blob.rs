@@ -4,6 +4,7 @@
 
 use std::io::Read;
 
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
 use crate::backend::{BlobReader, Staged};
@@ -76,6 +77,23 @@ impl Store {
         let key = d.to_key();
         let mut hold_key = lease.id.to_be_bytes().to_vec();
         hold_key.extend(&key);
+        // Read first: an absent blob needs no transaction (sled logs read-only ones too),
+        // and neither does one this lease holds already and that was touched in this
+        // epoch (GC spares it: its holds are roots, and its delete re-check reads the
+        // epoch). A put that finds nothing stages the bytes, and its commit merges with a
+        // record that may have appeared meanwhile.
+        if !self.leases.contains_key(lease.id.to_be_bytes())? {
+            return Err(Error::LeaseGone(lease.id));
+        }
+        match self.blobs.get(&key)? {
+            None => return Ok(None),
+            Some(v) => {
+                let rec: BlobRecord = record::decode("blobs", &v)?;
+                if rec.touched == epoch && self.holds.contains_key(&hold_key)? {
+                    return Ok(Some(rec));
+                }
+            }
+        }
         let r =
             (&self.blobs, &self.holds, &self.leases).transaction(|(blobs, holds, leases)| {
                 if leases.get(lease.id.to_be_bytes())?.is_none() {
@@ -152,7 +170,7 @@ impl Store {
             }
             return Ok(PutOutcome::Present);
         }
-        let staged = self.stage(lease, digest, size, reader)?;
+        let staged = self.stage(lease, digest, size, reader, true)?;
         let name = staged.name().to_string();
         let r = self.commit(lease, digest, size, media_type, Some(staged), None);
         self.ingests.remove(name.as_bytes())?;
@@ -160,15 +178,18 @@ impl Store {
     }
 
     /// Stage `size` bytes from `reader` with the backend, hashing them on the way and
-    /// stopping past `size`; seal them once digest and size match. The staged write is
-    /// recorded in `ingests` (under its backend name) for as long as it exists, so a
-    /// killed process's leftovers are found again. On any error the staged bytes are gone.
+    /// stopping past `size`; seal them once digest and size match (or, with `durable`
+    /// false, only finish them: an ingest batch seals its writes together before it
+    /// publishes any). The staged write is recorded in `ingests` (under its backend name)
+    /// for as long as it exists, so a killed process's leftovers are found again. On any
+    /// error the staged bytes are gone.
     pub(crate) fn stage(
         &self,
         lease: &Lease,
         digest: &Digest,
         size: u64,
         reader: &mut dyn Read,
+        durable: bool,
     ) -> Result<Box<dyn Staged>> {
         let unique = format!("{:016x}", rand::random::<u64>());
         let mut staged = self.backend.stage(digest, size, &unique)?;
@@ -237,7 +258,11 @@ impl Store {
                     actual,
                 });
             }
-            staged.seal()
+            if durable {
+                staged.seal()
+            } else {
+                staged.finish()
+            }
         })();
         match result {
             Ok(()) => Ok(staged),
@@ -260,32 +285,52 @@ impl Store {
         staged: Option<Box<dyn Staged>>,
         manifest: Option<(&ManifestView, bool)>,
     ) -> Result<()> {
-        let _s = self.stripe(digest);
-        let _g = self.gate_shared();
-        let epoch = self.epoch()?;
-        let published = staged.is_some();
-        if let Some(staged) = staged {
-            staged.publish()?;
-            self.backend.sync()?;
-        }
-        let key = digest.to_key();
-        let mut hold_key = lease.id.to_be_bytes().to_vec();
-        hold_key.extend(&key);
-        let t = now();
-        let children: Vec<_> = manifest.map(|(v, _)| v.children()).unwrap_or_default();
-        let sparse = manifest.is_some_and(|(_, s)| s);
-        let subject = manifest.and_then(|(v, _)| v.subject.clone());
-        let artifact_type = manifest.and_then(|(v, _)| v.effective_artifact_type());
-        let rec = BlobRecord {
+        let item = Pending {
+            digest: digest.clone(),
             size,
             media_type: media_type.to_string(),
-            manifest: manifest.is_some(),
-            created: t,
-            touched: epoch,
-            linked: false,
-            subject: subject.as_ref().map(|s| s.digest.to_string()),
-            artifact_type,
+            staged,
+            manifest: manifest.map(|(v, s)| (v.clone(), s)),
         };
+        self.commit_items(lease, vec![item])
+    }
+
+    /// Commit several verified items as one: seal every staged write (in parallel, so
+    /// their fsyncs overlap), publish them, make the publishes durable with one
+    /// [`Backend::sync`](crate::backend::Backend::sync), then commit every record (and
+    /// manifest edges) in one transaction and one flush. Items are committed in order, so
+    /// a manifest may name children earlier in the same list. Either all records commit
+    /// or none does; refused bytes are taken back out.
+    pub(crate) fn commit_items(&self, lease: &Lease, mut items: Vec<Pending>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let _s = self.stripes(items.iter().map(|i| &i.digest));
+        let _g = self.gate_shared();
+        let epoch = self.epoch()?;
+        // Which items bring bytes (the rest only commit a record over bytes in place).
+        let published: Vec<bool> = items.iter().map(|i| i.staged.is_some()).collect();
+        let mut staged: Vec<Box<dyn Staged>> =
+            items.iter_mut().filter_map(|i| i.staged.take()).collect();
+        if !staged.is_empty() {
+            let sealed = seal_all(&mut staged);
+            if let Err(e) = sealed {
+                for s in staged {
+                    s.abort();
+                }
+                return Err(e);
+            }
+            // A failed publish leaves nothing visible for itself; the ones that succeeded
+            // are taken back out below, as a refused transaction's are.
+            if let Some(e) = publish_all(staged).into_iter().find_map(|r| r.err()) {
+                self.take_back(&items, &published)?;
+                return Err(e);
+            }
+            self.backend.sync()?;
+            static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            crate::fault::reached("ingest.after_publish", crate::fault::count(&COMMITS));
+        }
+        let t = now();
         let trees = (
             &self.blobs,
             &self.edges,
@@ -297,67 +342,42 @@ impl Store {
             if leases.get(lease.id.to_be_bytes())?.is_none() {
                 return Err(abort(Error::LeaseGone(lease.id)));
             }
-            for c in &children {
-                let d = &c.descriptor.digest;
-                let ck = d.to_key();
-                let present = link_child(blobs, &ck, epoch, Some(&c.descriptor.media_type))?;
-                let required = match present {
-                    Some(actual) if actual != c.descriptor.size => {
-                        return Err(abort(Error::ChildSize {
-                            parent: digest.clone(),
-                            child: d.clone(),
-                            expected: c.descriptor.size,
-                            actual,
-                        }))
-                    }
-                    Some(_) => c.required,
-                    None if !c.required => false,
-                    None if sparse && c.role == Role::Manifest => false,
-                    None => {
-                        return Err(abort(Error::MissingChild {
-                            parent: digest.clone(),
-                            child: d.clone(),
-                            media_type: c.descriptor.media_type.clone(),
-                            size: c.descriptor.size,
-                        }))
-                    }
-                };
-                let e = EdgeRecord {
-                    required,
-                    role: role_code(c.role),
-                };
-                edges.insert(edge_key(digest, d), record::encode(&e))?;
+            for item in &items {
+                commit_one(blobs, edges, referrers, item, epoch, t)?;
+                let mut hold_key = lease.id.to_be_bytes().to_vec();
+                hold_key.extend(item.digest.to_key());
+                holds.insert(hold_key, &[record::SCHEMA_VERSION][..])?;
             }
-            if let Some(s) = &subject {
-                referrers.insert(edge_key(&s.digest, digest), &[record::SCHEMA_VERSION][..])?;
-            }
-            let mut r = rec.clone();
-            if let Some(old) = blobs.get(&key)? {
-                let old: BlobRecord = tx_decode("blobs", &old)?;
-                r.created = old.created;
-                r.linked = old.linked;
-                if !r.manifest && !old.media_type.is_empty() {
-                    r.media_type = old.media_type;
-                }
-            }
-            blobs.insert(key.as_slice(), record::encode(&r))?;
-            holds.insert(hold_key.as_slice(), &[record::SCHEMA_VERSION][..])?;
             Ok(())
         });
         if let Err(e) = committed {
             // The bytes were published before the transaction refused them (a missing
             // child, a size disagreement, a released lease): take them back out, or they
-            // stay as an orphan that verify reports. Only when no record names the digest:
+            // stay as orphans that verify reports. Only where no record names the digest:
             // under the stripe, a record here means the bytes are someone else's blob.
             // Never on a replica: the bytes under the digest are the writer's.
-            if published && !self.is_replica() && !self.blobs.contains_key(&key)? {
-                if let Err(rm) = self.backend.delete(digest) {
-                    tracing::warn!("removing refused {digest}: {rm}");
-                }
-            }
+            self.take_back(&items, &published)?;
             return Err(e.into());
         }
         self.db.flush()?;
+        Ok(())
+    }
+
+    /// Delete the published bytes of `items` that no record names (a refused or failed
+    /// commit's), under the stripes the caller holds: a record means the bytes are someone
+    /// else's blob. Never on a replica: the bytes under the digest are the writer's.
+    fn take_back(&self, items: &[Pending], published: &[bool]) -> Result<()> {
+        if self.is_replica() {
+            return Ok(());
+        }
+        for (item, _) in items.iter().zip(published).filter(|(_, p)| **p) {
+            if self.blobs.contains_key(item.digest.to_key())? {
+                continue;
+            }
+            if let Err(rm) = self.backend.delete(&item.digest) {
+                tracing::warn!("removing refused {}: {rm}", item.digest);
+            }
+        }
         Ok(())
     }
 
@@ -374,4 +394,137 @@ impl Store {
             Ok((d, record::decode("blobs", &v)?))
         })
     }
+}
+
+/// One verified item on its way into the store: its bytes staged (or already in place),
+/// and for a manifest its parsed view and whether it may be sparse.
+pub(crate) struct Pending {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) media_type: String,
+    pub(crate) staged: Option<Box<dyn Staged>>,
+    pub(crate) manifest: Option<(ManifestView, bool)>,
+}
+
+/// How many threads seal or publish a batch's writes: each seal of a local file is an
+/// fsync, each publish to a bucket a request; overlapping them lets the file system commit
+/// the barriers together and the bucket answer the requests together.
+const WORKERS: usize = 8;
+
+/// Seal every staged write, a few at a time on scoped threads.
+fn seal_all(staged: &mut [Box<dyn Staged>]) -> Result<()> {
+    if staged.len() <= 1 {
+        return staged.iter_mut().try_for_each(|s| s.seal());
+    }
+    let per = staged.len().div_ceil(WORKERS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = staged
+            .chunks_mut(per)
+            .map(|chunk| scope.spawn(move || chunk.iter_mut().try_for_each(|s| s.seal())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
+}
+
+/// Publish every sealed write, a few at a time on scoped threads; one result per write.
+fn publish_all(staged: Vec<Box<dyn Staged>>) -> Vec<Result<()>> {
+    if staged.len() <= 1 {
+        return staged.into_iter().map(|s| s.publish()).collect();
+    }
+    let per = staged.len().div_ceil(WORKERS);
+    let mut chunks: Vec<Vec<Box<dyn Staged>>> = Vec::new();
+    let mut it = staged.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(per).collect());
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || chunk.into_iter().map(|s| s.publish()).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// Write one item's record (and a manifest's edges and referrer link) inside the commit
+/// transaction. A manifest's children must be recorded by now, earlier in the same
+/// transaction or before it.
+fn commit_one(
+    blobs: &TransactionalTree,
+    edges: &TransactionalTree,
+    referrers: &TransactionalTree,
+    item: &Pending,
+    epoch: u64,
+    t: u64,
+) -> std::result::Result<(), ConflictableTransactionError<Error>> {
+    let digest = &item.digest;
+    let manifest = item.manifest.as_ref();
+    let sparse = manifest.is_some_and(|(_, s)| *s);
+    let subject = manifest.and_then(|(v, _)| v.subject.clone());
+    if let Some((view, _)) = manifest {
+        for c in view.children() {
+            let d = &c.descriptor.digest;
+            let ck = d.to_key();
+            let present = link_child(blobs, &ck, epoch, Some(&c.descriptor.media_type))?;
+            let required = match present {
+                Some(actual) if actual != c.descriptor.size => {
+                    return Err(abort(Error::ChildSize {
+                        parent: digest.clone(),
+                        child: d.clone(),
+                        expected: c.descriptor.size,
+                        actual,
+                    }))
+                }
+                Some(_) => c.required,
+                None if !c.required => false,
+                None if sparse && c.role == Role::Manifest => false,
+                None => {
+                    return Err(abort(Error::MissingChild {
+                        parent: digest.clone(),
+                        child: d.clone(),
+                        media_type: c.descriptor.media_type.clone(),
+                        size: c.descriptor.size,
+                    }))
+                }
+            };
+            let e = EdgeRecord {
+                required,
+                role: role_code(c.role),
+            };
+            edges.insert(edge_key(digest, d), record::encode(&e))?;
+        }
+    }
+    if let Some(s) = &subject {
+        referrers.insert(edge_key(&s.digest, digest), &[record::SCHEMA_VERSION][..])?;
+    }
+    let key = digest.to_key();
+    let mut r = BlobRecord {
+        size: item.size,
+        media_type: item.media_type.clone(),
+        manifest: manifest.is_some(),
+        created: t,
+        touched: epoch,
+        linked: false,
+        subject: subject.as_ref().map(|s| s.digest.to_string()),
+        artifact_type: manifest.and_then(|(v, _)| v.effective_artifact_type()),
+    };
+    if let Some(old) = blobs.get(&key)? {
+        let old: BlobRecord = tx_decode("blobs", &old)?;
+        r.created = old.created;
+        r.linked = old.linked;
+        if !r.manifest && !old.media_type.is_empty() {
+            r.media_type = old.media_type;
+        }
+    }
+    blobs.insert(key.as_slice(), record::encode(&r))?;
+    Ok(())
 }

@@ -16,6 +16,11 @@ pub const POINTS: &[&str] = &[
     "gc.before_unlink",
     // GC: this file is unlinked; the final orphan sweep and flush have not run.
     "gc.after_unlink",
+    // Ingest batch: the n-th item is staged (not yet sealed, published or recorded).
+    "batch.after_stage",
+    // Ingest: the n-th commit (a lone put's or a batch's) has published its bytes and
+    // made them durable; no record of them is committed.
+    "ingest.after_publish",
     // Migrate: the n-th blob is published in the new backend; the location is not switched.
     "migrate.after_copy",
 ];
@@ -38,6 +43,11 @@ fn configured() -> Option<&'static (String, u64)> {
             parsed.map(|(p, n)| (p.to_string(), n))
         })
         .as_ref()
+}
+
+/// Count an arrival at a point that has no natural progress number of its own.
+pub(crate) fn count(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
 }
 
 /// Kill this process if `point` is the configured one and this is its `n`-th arrival.

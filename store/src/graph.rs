@@ -35,6 +35,41 @@ pub struct ManifestOptions<'a> {
     pub sparse: bool,
 }
 
+/// Hash and parse manifest bytes as [`Store::put_manifest`] takes them: refuses (naming the
+/// digest) a digest or media type that disagrees, more than 4 MiB, or bad JSON.
+pub(crate) fn check_manifest(
+    bytes: &[u8],
+    opts: &ManifestOptions<'_>,
+) -> Result<(Digest, ManifestView)> {
+    let alg = opts
+        .expected
+        .map(|d| d.algorithm())
+        .unwrap_or(sealift_oci::digest::Algorithm::Sha256);
+    let digest = Digest::of(alg, bytes);
+    if let Some(e) = opts.expected {
+        if e != &digest {
+            return Err(Error::DigestMismatch {
+                expected: e.clone(),
+                actual: digest,
+            });
+        }
+    }
+    if bytes.len() > MAX_MANIFEST_SIZE {
+        return Err(Error::Manifest {
+            digest,
+            source: sealift_oci::manifest::ManifestError::TooLarge(bytes.len()),
+        });
+    }
+    let view = ManifestView::parse(bytes, opts.media_type).map_err(|source| Error::Manifest {
+        digest: digest.clone(),
+        source,
+    })?;
+    for w in &view.warnings {
+        tracing::warn!("{digest}: {w}");
+    }
+    Ok((digest, view))
+}
+
 /// A stored manifest.
 #[derive(Clone, Debug)]
 pub struct StoredManifest {
@@ -71,33 +106,7 @@ impl Store {
         bytes: &[u8],
         opts: ManifestOptions<'_>,
     ) -> Result<StoredManifest> {
-        let alg = opts
-            .expected
-            .map(|d| d.algorithm())
-            .unwrap_or(sealift_oci::digest::Algorithm::Sha256);
-        let digest = Digest::of(alg, bytes);
-        if let Some(e) = opts.expected {
-            if e != &digest {
-                return Err(Error::DigestMismatch {
-                    expected: e.clone(),
-                    actual: digest,
-                });
-            }
-        }
-        if bytes.len() > MAX_MANIFEST_SIZE {
-            return Err(Error::Manifest {
-                digest,
-                source: sealift_oci::manifest::ManifestError::TooLarge(bytes.len()),
-            });
-        }
-        let view =
-            ManifestView::parse(bytes, opts.media_type).map_err(|source| Error::Manifest {
-                digest: digest.clone(),
-                source,
-            })?;
-        for w in &view.warnings {
-            tracing::warn!("{digest}: {w}");
-        }
+        let (digest, view) = check_manifest(bytes, &opts)?;
         match self.hold(lease, &digest)? {
             Some(rec) if rec.manifest => {
                 return Ok(StoredManifest {
@@ -125,7 +134,7 @@ impl Store {
             }
             None => {}
         }
-        let staged = self.stage(lease, &digest, bytes.len() as u64, &mut &bytes[..])?;
+        let staged = self.stage(lease, &digest, bytes.len() as u64, &mut &bytes[..], true)?;
         let name = staged.name().to_string();
         let r = self.commit(
             lease,
@@ -220,16 +229,21 @@ impl Store {
         missing: &mut KeyVisitor<'_>,
     ) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
-        // Each key with the number of manifests on the path to it, the root's included.
-        let mut stack = vec![(root.to_key(), 1)];
-        if !self.blobs.contains_key(&stack[0].0)? {
-            return Err(Error::NotFound(root.clone()));
-        }
-        while let Some((k, depth)) = stack.pop() {
+        // Each key with the number of manifests on the path to it (the root's included), and
+        // the parent that named it with whether that edge is required: one lookup per node,
+        // whose absence is reported only then.
+        type Named = Option<(Vec<u8>, bool)>;
+        let mut stack: Vec<(Vec<u8>, usize, Named)> = vec![(root.to_key(), 1, None)];
+        while let Some((k, depth, parent)) = stack.pop() {
             if seen.contains(&k) {
                 continue;
             }
             let Some(v) = self.blobs.get(&k)? else {
+                match parent {
+                    None => return Err(Error::NotFound(root.clone())),
+                    Some((p, true)) => missing(&p, &k)?,
+                    Some((_, false)) => {}
+                }
                 continue;
             };
             let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
@@ -243,12 +257,9 @@ impl Store {
                 }
                 for item in self.edges.scan_prefix(&k) {
                     let (ek, ev) = item?;
-                    let child = &ek[k.len()..];
-                    if self.blobs.contains_key(child)? {
-                        stack.push((child.to_vec(), depth + 1));
-                    } else if record::decode::<EdgeRecord>("edges", &ev)?.required {
-                        missing(&k, child)?;
-                    }
+                    let child = ek[k.len()..].to_vec();
+                    let required = record::decode::<EdgeRecord>("edges", &ev)?.required;
+                    stack.push((child, depth + 1, Some((k.clone(), required))));
                 }
             }
             node(&k, &v)?;

@@ -19,6 +19,7 @@
 
 pub mod adopt;
 pub mod backend;
+pub mod batch;
 pub mod blob;
 pub mod du;
 pub mod error;
@@ -40,6 +41,7 @@ pub mod verify;
 pub mod watch;
 
 pub use backend::{BlobReader, Location};
+pub use batch::IngestBatch;
 pub use blob::PutOutcome;
 pub use error::{Error, Result};
 pub use graph::ManifestOptions;

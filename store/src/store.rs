@@ -96,6 +96,22 @@ impl Store {
         self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The stripes of several digests, each locked once, in index order (so that two
+    /// batches locking overlapping sets cannot deadlock).
+    pub(crate) fn stripes<'a>(
+        &self,
+        ds: impl Iterator<Item = &'a Digest>,
+    ) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = ds
+            .map(|d| d.to_key().get(1).copied().unwrap_or(0) as usize % STRIPES)
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .map(|i| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    }
+
     pub(crate) fn gate_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.gate.read().unwrap_or_else(|p| p.into_inner())
     }

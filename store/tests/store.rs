@@ -9,6 +9,8 @@ mod common;
 #[macro_use]
 mod backends;
 
+#[path = "store/batch.rs"]
+mod batch;
 #[path = "store/blobs.rs"]
 mod blobs;
 #[path = "store/concurrency.rs"]

@@ -6,7 +6,10 @@
 //! Builds a store of `--manifests M` image manifests (default 10,000), each with a config and
 //! `BLOBS / M - 1` tiny, unique layers (default 9, so `--blobs` 100,000 blobs in all), every
 //! manifest tagged (spread over 100 repositories), through the public `Store` API exactly as
-//! an import does it (`put_blob`, `put_manifest`, `set_tag`, one lease). Then measures:
+//! an import does it: one lease, an ingest batch (`IngestBatch::put_blob`, `put_manifest`,
+//! a flush every `IMAGES_PER_FLUSH` images), then `set_tag` for each image flushed
+//! (`--unbatched`: a lone `put_blob` and `put_manifest` per item, as before group commit).
+//! Then measures:
 //!
 //! - the build, per phase (blobs, manifests, tags), and store reopen;
 //! - `Store::gc` with nothing collectable, and after removing half the tags (grace 0);
@@ -24,7 +27,7 @@
 //! Options: `--blobs N` `--manifests M` `--dir PATH` (kept afterwards; default a temp dir
 //! under /var/tmp, removed) `--repos R` (default 100) `--threads T` (images put
 //! concurrently during the build; default 1, as `sealift import` does) `--sealift PATH`
-//! (default: the `sealift` next to this binary) `--no-cli` (skip the CLI steps)
+//! (default: the `sealift` next to this binary) `--no-cli` (skip the CLI steps) `--unbatched`
 //! `--build-only` (stop after the build and reopen; use with `--dir`) `--prebuilt` (skip the
 //! build: `--dir` holds a store a `--build-only` run made with the same shape options).
 //!
@@ -54,12 +57,13 @@ struct Args {
     dir: Option<PathBuf>,
     sealift: Option<PathBuf>,
     no_cli: bool,
+    unbatched: bool,
     build_only: bool,
     prebuilt: bool,
 }
 
 const USAGE: &str =
-    "usage: scale [--blobs N] [--manifests M] [--repos R] [--threads T] [--dir PATH] [--sealift PATH | --no-cli] [--build-only | --prebuilt]";
+    "usage: scale [--blobs N] [--manifests M] [--repos R] [--threads T] [--dir PATH] [--sealift PATH | --no-cli] [--unbatched] [--build-only | --prebuilt]";
 
 fn parse_args() -> std::result::Result<Args, String> {
     let mut a = Args {
@@ -70,6 +74,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         dir: None,
         sealift: None,
         no_cli: false,
+        unbatched: false,
         build_only: false,
         prebuilt: false,
     };
@@ -80,6 +85,10 @@ fn parse_args() -> std::result::Result<Args, String> {
         }
         if flag == "--no-cli" {
             a.no_cli = true;
+            continue;
+        }
+        if flag == "--unbatched" {
+            a.unbatched = true;
             continue;
         }
         if flag == "--build-only" || flag == "--prebuilt" {
@@ -125,6 +134,17 @@ struct Image {
     blobs: Vec<(Digest, Vec<u8>, &'static str)>,
     manifest: Vec<u8>,
     digest: Digest,
+}
+
+impl Image {
+    /// How its manifest is put: digest and media type checked.
+    fn options(&self) -> ManifestOptions<'_> {
+        ManifestOptions {
+            expected: Some(&self.digest),
+            media_type: Some(OCI_MANIFEST),
+            sparse: false,
+        }
+    }
 }
 
 fn make_image(m: usize, layers: usize) -> Image {
@@ -178,6 +198,8 @@ fn repo_tag(m: usize, repos: usize) -> (Repo, Tag) {
 struct PhaseTimes {
     blobs: Duration,
     manifests: Duration,
+    /// Batched: the flushes (seal, publish, sync, one transaction and flush per batch).
+    flushes: Duration,
     tags: Duration,
     nblobs: usize,
 }
@@ -199,20 +221,52 @@ fn put_image(
     times.nblobs += img.blobs.len();
     let t2 = Instant::now();
     times.blobs += t2 - t;
-    store.put_manifest(
-        lease,
-        &img.manifest,
-        ManifestOptions {
-            expected: Some(&img.digest),
-            media_type: Some(OCI_MANIFEST),
-            sparse: false,
-        },
-    )?;
+    store.put_manifest(lease, &img.manifest, img.options())?;
     let t3 = Instant::now();
     times.manifests += t3 - t2;
     let (repo, tag) = repo_tag(m, a.repos);
     store.set_tag(&repo, &tag, &img.digest)?;
     times.tags += t3.elapsed();
+    Ok(())
+}
+
+/// Images a batched build puts between flushes (6 items each by default: under the batch's
+/// own limit of 512, so each flush is one the build chose).
+const IMAGES_PER_FLUSH: usize = 80;
+
+/// Put images `ms` through one ingest batch, flush it, then tag them.
+fn put_images_batched(
+    store: &Store,
+    lease: &sealift_store::Lease,
+    a: &Args,
+    ms: std::ops::Range<usize>,
+    layers: usize,
+    times: &mut PhaseTimes,
+) -> Result<()> {
+    let mut batch = store.batch(lease);
+    let mut tagged = Vec::with_capacity(ms.len());
+    for m in ms {
+        let img = make_image(m, layers);
+        let t = Instant::now();
+        for (d, bytes, media_type) in &img.blobs {
+            batch.put_blob(d, bytes.len() as u64, media_type, &mut &bytes[..])?;
+        }
+        times.nblobs += img.blobs.len();
+        let t2 = Instant::now();
+        times.blobs += t2 - t;
+        batch.put_manifest(&img.manifest, img.options())?;
+        times.manifests += t2.elapsed();
+        tagged.push((m, img.digest));
+    }
+    let t = Instant::now();
+    batch.finish()?;
+    times.flushes += t.elapsed();
+    let t = Instant::now();
+    for (m, d) in tagged {
+        let (repo, tag) = repo_tag(m, a.repos);
+        store.set_tag(&repo, &tag, &d)?;
+    }
+    times.tags += t.elapsed();
     Ok(())
 }
 
@@ -227,14 +281,22 @@ fn build(store: &Store, a: &Args, report: &mut Report) -> Result<usize> {
     let step = (a.manifests / 20).max(1);
     let worker = || -> std::result::Result<PhaseTimes, String> {
         let mut times = PhaseTimes::default();
+        let chunk = if a.unbatched { 1 } else { IMAGES_PER_FLUSH };
         loop {
-            let m = next.fetch_add(1, Ordering::Relaxed);
+            let m = next.fetch_add(chunk, Ordering::Relaxed);
             if m >= a.manifests {
                 return Ok(times);
             }
-            put_image(store, &lease, a, m, layers, &mut times).map_err(|e| e.to_string())?;
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_multiple_of(step) {
+            let ms = m..(m + chunk).min(a.manifests);
+            let k = ms.len();
+            if a.unbatched {
+                put_image(store, &lease, a, m, layers, &mut times).map_err(|e| e.to_string())?;
+            } else {
+                put_images_batched(store, &lease, a, ms, layers, &mut times)
+                    .map_err(|e| e.to_string())?;
+            }
+            let n = done.fetch_add(k, Ordering::Relaxed) + k;
+            if n / step > (n - k) / step {
                 let el = start.elapsed();
                 eprintln!(
                     "  built {n}/{} images ({} blobs) in {:.1} s, {}",
@@ -262,22 +324,44 @@ fn build(store: &Store, a: &Args, report: &mut Report) -> Result<usize> {
         let r = r?;
         t.blobs += r.blobs;
         t.manifests += r.manifests;
+        t.flushes += r.flushes;
         t.tags += r.tags;
         t.nblobs += r.nblobs;
     }
     // With several threads the phase times are thread-seconds: scale the rates to wall time.
     let th = a.threads as u32;
     let nblobs = t.nblobs;
-    report.add(
-        format!("build: {nblobs} blobs (put_blob)"),
-        Some(t.blobs / th),
-        per_sec(nblobs, t.blobs / th),
-    );
-    report.add(
-        format!("build: {} manifests (put_manifest)", a.manifests),
-        Some(t.manifests / th),
-        per_sec(a.manifests, t.manifests / th),
-    );
+    // Blobs per second of ingest (blobs and manifests, durable and recorded): the same
+    // work either way, so batched and unbatched builds compare.
+    let ingest = (t.blobs + t.manifests + t.flushes) / th;
+    metric("ingest_blobs_per_s", nblobs as f64 / ingest.as_secs_f64());
+    if a.unbatched {
+        report.add(
+            format!("build: {nblobs} blobs (put_blob)"),
+            Some(t.blobs / th),
+            per_sec(nblobs, t.blobs / th),
+        );
+        report.add(
+            format!("build: {} manifests (put_manifest)", a.manifests),
+            Some(t.manifests / th),
+            per_sec(a.manifests, t.manifests / th),
+        );
+    } else {
+        report.add(
+            format!(
+                "build: {nblobs} blobs + {} manifests (batched, {IMAGES_PER_FLUSH} images a flush)",
+                a.manifests
+            ),
+            Some(ingest),
+            per_sec(nblobs, ingest).replace("/s", " blobs/s"),
+        );
+        report.add(
+            "build: of which flushes",
+            Some(t.flushes / th),
+            per_sec(a.manifests.div_ceil(IMAGES_PER_FLUSH), t.flushes / th)
+                .replace("/s", " flushes/s"),
+        );
+    }
     report.add(
         format!("build: {} tags (set_tag)", a.manifests),
         Some(t.tags / th),

@@ -7,7 +7,7 @@ use std::io::Read;
 use sealift_oci::manifest::{Role, MAX_DEPTH, MAX_MANIFEST_SIZE};
 use sealift_oci::media_type as mt;
 use sealift_oci::{Descriptor, Digest, ManifestView, Repo, StoreRef, Tag};
-use sealift_store::{Lease, ManifestOptions, Store};
+use sealift_store::{IngestBatch, Lease, ManifestOptions, PutOutcome, Store};
 
 use super::options::{count, ImportOptions, ImportReport, ImportedImage};
 use crate::error::LayoutError;
@@ -95,13 +95,16 @@ pub(super) fn finish(
     let (index_name, view) = parse_index(index, name)?;
     let mut done = HashSet::new();
     let mut imported = Vec::new();
+    // Blobs and manifests commit a batch at a time (group commit), children before their
+    // manifest; all of them before anything is named or tagged.
+    let mut batch = store.batch(lease);
     for desc in &view.manifests {
         if !mt::is_manifest(&desc.media_type) {
             report.warnings.push(format!(
                 "{index_name}: entry {} has media type {}, not an image; stored but not tagged",
                 desc.digest, desc.media_type
             ));
-            put_blob(store, lease, desc, &index_name, source, report, true)?;
+            put_blob(&mut batch, desc, &index_name, source, report, true)?;
             continue;
         }
         let image = desc
@@ -111,6 +114,7 @@ pub(super) fn finish(
         put_node(
             store,
             lease,
+            &mut batch,
             desc,
             &image,
             &index_name,
@@ -120,6 +124,7 @@ pub(super) fn finish(
         )?;
         imported.push(desc);
     }
+    batch.finish()?;
 
     // Name every image before tagging any, so a naming error leaves no tag behind.
     // Referrers (manifests with a subject) live through their subject and never take --tag.
@@ -226,9 +231,12 @@ fn name_from_ref(
     Ok((repo, tag))
 }
 
+fn entry_of(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+}
+
 fn put_blob(
-    store: &Store,
-    lease: &Lease,
+    batch: &mut IngestBatch<'_>,
     desc: &Descriptor,
     needed_by: &str,
     source: &mut BlobSource<'_>,
@@ -238,37 +246,88 @@ fn put_blob(
     // Ask the source first even when the store has the blob: a directory layout's symlinks
     // are refused whether or not their bytes would be needed.
     let reader = source(&desc.digest, desc.size, &desc.media_type)?;
-    if store.hold(lease, &desc.digest)?.is_some() {
-        count(
-            report,
-            &desc.digest,
-            sealift_store::PutOutcome::Present,
-            desc.size,
-        );
-        return Ok(true);
-    }
-    match reader {
-        Some(mut r) => {
-            let outcome = store
-                .put_blob(lease, &desc.digest, desc.size, &desc.media_type, &mut r)
-                .map_err(|e| LayoutError::Blob {
-                    entry: format!(
-                        "blobs/{}/{}",
-                        desc.digest.algorithm().as_str(),
-                        desc.digest.hex()
-                    ),
-                    source: e,
-                })?;
-            count(report, &desc.digest, outcome, desc.size);
-            Ok(true)
+    let mut reader = match reader {
+        Some(r) => r,
+        None => {
+            // Absent from the layout: fine when the store or the batch has it.
+            if batch.hold(&desc.digest)?.is_some() {
+                count(report, &desc.digest, PutOutcome::Present, desc.size);
+                return Ok(true);
+            }
+            if !required {
+                return Ok(false);
+            }
+            return Err(LayoutError::MissingBlob {
+                digest: desc.digest.clone(),
+                media_type: desc.media_type.clone(),
+                needed_by: needed_by.to_string(),
+            });
         }
-        None if !required => Ok(false),
-        None => Err(LayoutError::MissingBlob {
+    };
+    let outcome = batch
+        .put_blob(&desc.digest, desc.size, &desc.media_type, &mut reader)
+        .map_err(|e| LayoutError::Blob {
+            entry: entry_of(&desc.digest),
+            source: e,
+        })?;
+    count(report, &desc.digest, outcome, desc.size);
+    Ok(true)
+}
+
+/// The bytes of the manifest `desc`: the store's when it has them (held for this import),
+/// else the layout's, read whole (a manifest is at most 4 MiB) and checked against the
+/// descriptor's size and digest before anything parses them.
+fn manifest_bytes(
+    store: &Store,
+    lease: &Lease,
+    desc: &Descriptor,
+    needed_by: &str,
+    source: &mut BlobSource<'_>,
+    report: &mut ImportReport,
+) -> Result<Vec<u8>, LayoutError> {
+    let reader = source(&desc.digest, desc.size, &desc.media_type)?;
+    if store.hold(lease, &desc.digest)?.is_some() {
+        count(report, &desc.digest, PutOutcome::Present, desc.size);
+        return Ok(store.read_small(&desc.digest, MAX_MANIFEST_SIZE as u64)?);
+    }
+    let Some(reader) = reader else {
+        return Err(LayoutError::MissingBlob {
             digest: desc.digest.clone(),
             media_type: desc.media_type.clone(),
             needed_by: needed_by.to_string(),
-        }),
+        });
+    };
+    let bad = |source| LayoutError::Blob {
+        entry: entry_of(&desc.digest),
+        source,
+    };
+    let mut buf = Vec::with_capacity(desc.size as usize);
+    reader
+        .take(desc.size + 1)
+        .read_to_end(&mut buf)
+        .map_err(|source| {
+            bad(sealift_store::Error::Read {
+                digest: desc.digest.clone(),
+                source,
+            })
+        })?;
+    if buf.len() as u64 != desc.size {
+        return Err(bad(sealift_store::Error::SizeMismatch {
+            digest: desc.digest.clone(),
+            expected: desc.size,
+            actual: buf.len() as u64,
+            truncated: buf.len() as u64 > desc.size,
+        }));
     }
+    let actual = Digest::of(desc.digest.algorithm(), &buf);
+    if actual != desc.digest {
+        return Err(bad(sealift_store::Error::DigestMismatch {
+            expected: desc.digest.clone(),
+            actual,
+        }));
+    }
+    count(report, &desc.digest, PutOutcome::Written, desc.size);
+    Ok(buf)
 }
 
 fn too_deep(image: &str, root: &Digest, at: Digest, depth: usize) -> LayoutError {
@@ -289,6 +348,7 @@ fn too_deep(image: &str, root: &Digest, at: Digest, depth: usize) -> LayoutError
 fn put_node(
     store: &Store,
     lease: &Lease,
+    batch: &mut IngestBatch<'_>,
     desc: &Descriptor,
     image: &str,
     needed_by: &str,
@@ -305,8 +365,7 @@ fn put_node(
     while let Some(step) = steps.pop() {
         let (desc, needed_by, depth) = match step {
             Step::Commit(desc, bytes) => {
-                store.put_manifest(
-                    lease,
+                batch.put_manifest(
                     &bytes,
                     ManifestOptions {
                         expected: Some(&desc.digest),
@@ -330,8 +389,7 @@ fn put_node(
                 source: sealift_oci::manifest::ManifestError::TooLarge(desc.size as usize),
             }));
         }
-        put_blob(store, lease, &desc, &needed_by, source, report, true)?;
-        let bytes = store.read_small(&desc.digest, MAX_MANIFEST_SIZE as u64)?;
+        let bytes = manifest_bytes(store, lease, &desc, &needed_by, source, report)?;
         let view = ManifestView::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
             sealift_store::Error::Manifest {
                 digest: desc.digest.clone(),
@@ -344,15 +402,7 @@ fn put_node(
             if child.role == Role::Manifest {
                 entries.push(Step::Visit(child.descriptor.clone(), me.clone(), depth + 1));
             } else {
-                put_blob(
-                    store,
-                    lease,
-                    child.descriptor,
-                    &me,
-                    source,
-                    report,
-                    child.required,
-                )?;
+                put_blob(batch, child.descriptor, &me, source, report, child.required)?;
             }
         }
         for w in &view.warnings {

@@ -8,7 +8,7 @@ use std::io::Read;
 use sealift_oci::manifest::{Role, MAX_DEPTH, MAX_MANIFEST_SIZE};
 use sealift_oci::media_type as mt;
 use sealift_oci::{Digest, ManifestView, Repo};
-use sealift_store::{Lease, Store};
+use sealift_store::{IngestBatch, Lease, Store};
 
 use super::commit::{check_complete, finish};
 use super::options::{count, ImportOptions, ImportReport};
@@ -145,6 +145,8 @@ pub(super) fn import_tar(
     let mut declared = Declared::default();
     let mut chains = Chains::default();
     let mut deferred: Vec<(Digest, u64, String)> = Vec::new();
+    // Blobs commit a batch at a time (group commit), all of them before the graph is.
+    let mut batch = store.batch(lease);
     for entry in archive.entries().map_err(tar_err)? {
         let mut e = entry.map_err(tar_err)?;
         let Some((kind, shown, size)) = check_entry(&e, name)? else {
@@ -173,11 +175,15 @@ pub(super) fn import_tar(
                     // the sizes of what it names before their entries come.
                     let mut buf = Vec::with_capacity(size as usize);
                     (&mut e).take(size).read_to_end(&mut buf).map_err(tar_err)?;
-                    let outcome = put_entry(store, lease, &d, size, &mut &buf[..], &shown)?;
+                    let outcome = put_entry(&mut batch, &d, size, &mut &buf[..], &shown)?;
                     count(&mut report, &d, outcome, size);
                     if buf.trim_ascii_start().starts_with(b"{") {
-                        // Only verified bytes declare anything: the store's, when it had them.
-                        if outcome == sealift_store::PutOutcome::Present {
+                        // Only verified bytes declare anything: these, once hashed, when
+                        // the store or the batch had the digest and did not read them.
+                        if outcome == sealift_store::PutOutcome::Present
+                            && Digest::of(d.algorithm(), &buf) != d
+                        {
+                            batch.flush()?;
                             buf = store.read_small(&d, MAX_MANIFEST_SIZE as u64)?;
                         }
                         if let Ok(v) = ManifestView::parse(&buf, None) {
@@ -188,15 +194,16 @@ pub(super) fn import_tar(
                 } else if !known && reopen.is_some() {
                     deferred.push((d, size, shown));
                 } else {
-                    let outcome = put_entry(store, lease, &d, size, &mut e, &shown)?;
+                    let outcome = put_entry(&mut batch, &d, size, &mut e, &shown)?;
                     count(&mut report, &d, outcome, size);
                 }
             }
         }
     }
     if let (Some(reopen), false) = (reopen, deferred.is_empty()) {
-        second_pass(store, lease, reopen, name, &declared, deferred, &mut report)?;
+        second_pass(&mut batch, reopen, name, &declared, deferred, &mut report)?;
     }
+    batch.finish()?;
     let index = index.ok_or_else(|| LayoutError::MissingIndex(name.to_string()))?;
     check_complete(store, &index, name)?;
     let mut source =
@@ -219,15 +226,14 @@ pub(super) fn import_tar(
 }
 
 fn put_entry(
-    store: &Store,
-    lease: &Lease,
+    batch: &mut IngestBatch<'_>,
     d: &Digest,
     size: u64,
     r: &mut dyn Read,
     shown: &str,
 ) -> Result<sealift_store::PutOutcome, LayoutError> {
-    store
-        .put_blob(lease, d, size, "", r)
+    batch
+        .put_blob(d, size, "", r)
         .map_err(|source| LayoutError::Blob {
             entry: shown.to_string(),
             source,
@@ -237,8 +243,7 @@ fn put_entry(
 /// Write the deferred blob entries that some descriptor declares (at the size it declares),
 /// reading the tarball again; an entry no descriptor names is never written.
 fn second_pass(
-    store: &Store,
-    lease: &Lease,
+    batch: &mut IngestBatch<'_>,
     reopen: &Reopen<'_>,
     name: &str,
     declared: &Declared,
@@ -272,7 +277,7 @@ fn second_pass(
             continue;
         }
         need.remove(&d);
-        let outcome = put_entry(store, lease, &d, size, &mut e, &shown)?;
+        let outcome = put_entry(batch, &d, size, &mut e, &shown)?;
         count(report, &d, outcome, size);
         if need.is_empty() {
             break;

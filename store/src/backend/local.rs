@@ -69,6 +69,8 @@ struct LocalStaged {
     file: Option<File>,
     /// The backend's flags and the index of this digest's directory among them.
     dirty: (Arc<[AtomicBool; 2]>, usize),
+    /// Whether the permissions are set already ([`Staged::finish`]).
+    finished: bool,
     done: bool,
 }
 
@@ -82,10 +84,19 @@ impl Staged for LocalStaged {
         f.write_all(buf).map_err(Error::io("writing", &self.path))
     }
 
-    fn seal(&mut self) -> Result<()> {
+    fn finish(&mut self) -> Result<()> {
         let f = self.file.as_ref().ok_or_else(|| closed(&self.path))?;
         f.set_permissions(fs::Permissions::from_mode(0o444))
             .map_err(Error::io("setting permissions on", &self.path))?;
+        self.finished = true;
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<()> {
+        if !self.finished {
+            self.finish()?;
+        }
+        let f = self.file.as_ref().ok_or_else(|| closed(&self.path))?;
         f.sync_all().map_err(Error::io("syncing", &self.path))
     }
 
@@ -159,6 +170,7 @@ impl Backend for LocalBlobs {
             dest: self.path(d),
             file: Some(file),
             dirty: (self.dirty.clone(), Self::alg_index(d.algorithm())),
+            finished: false,
             done: false,
         }))
     }

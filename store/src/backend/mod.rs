@@ -7,7 +7,8 @@
 //! promises:
 //! - a staged write is invisible under the digest until [`Staged::publish`];
 //! - [`Staged::seal`] makes the staged bytes durable (still invisible), so a publish after
-//!   it cannot lose them;
+//!   it cannot lose them; [`Staged::finish`] may come first, so that an ingest batch
+//!   finishes many writes and then seals them all at once, their barriers overlapping;
 //! - after [`Backend::sync`] returns, every publish before it survives a crash (the local
 //!   backend fsyncs the blob directories; an object store's publish is durable already).
 //!
@@ -138,8 +139,14 @@ pub trait Staged: Send {
     fn name(&self) -> &str;
     /// Append bytes.
     fn write(&mut self, buf: &[u8]) -> Result<()>;
+    /// Every byte is written and the store has verified the digest: no more writes come.
+    /// Not durable yet ([`Staged::seal`] is); a batch finishes each write as its digest
+    /// checks out, then seals all of them together.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Every byte is written and the store has verified the digest: make the bytes durable,
-    /// still invisible under the digest.
+    /// still invisible under the digest. Callable after [`Staged::finish`].
     fn seal(&mut self) -> Result<()>;
     /// Make the sealed bytes visible under their digest. Durable after [`Backend::sync`].
     fn publish(self: Box<Self>) -> Result<()>;

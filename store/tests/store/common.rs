@@ -407,3 +407,43 @@ pub fn open_temp() -> (tempfile::TempDir, Store) {
     let store = Store::open(dir.path()).unwrap();
     (dir, store)
 }
+
+/// Run the ignored test `name` of this test binary as a child process with `var` set to
+/// `dir` and the fault point `at` (`point:n`), and check the fault point killed it.
+pub fn run_child_killed_at(name: &str, var: &str, dir: &Path, at: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .env(var, dir)
+        .env(sealift_store::fault::VAR, at)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "child {name} with {at} was not killed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `verify --full` finds nothing wrong (`at` says where, in the message).
+pub fn assert_verifies_full(store: &Store, at: &str) {
+    let v = store
+        .verify(sealift_store::verify::VerifyOptions {
+            full: true,
+            repair: false,
+        })
+        .unwrap();
+    assert!(v.problems.is_empty(), "{at}: {:?}", v.problems);
+}
+
+/// GC with no grace period.
+pub fn gc_now(store: &Store) -> sealift_store::gc::GcReport {
+    store
+        .gc(&sealift_store::gc::GcOptions {
+            dry_run: false,
+            grace: std::time::Duration::ZERO,
+        })
+        .unwrap()
+}

@@ -5,9 +5,7 @@
 //! thousands of unlinks. Each time the reopened store verifies clean, every tagged image is
 //! complete with its bytes in place, and the next GC finishes the job.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use sealift_oci::media_type as mt;
@@ -150,19 +148,7 @@ fn gc_killed_at_scale_leaves_a_clean_store() {
         let at = format!("{point}:{n}");
         let dir = work.path().join(point);
         copy_dir(&pristine, &dir);
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "gc_crash::gc_child", "--ignored", "--nocapture"])
-            .env(DIR_VAR, &dir)
-            .env(sealift_store::fault::VAR, &at)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.signal(),
-            Some(9),
-            "child GC with {at} was not killed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_child_killed_at("gc_crash::gc_child", DIR_VAR, &dir, &at);
 
         let store = Store::open(&dir).unwrap();
         let v = store.verify(VerifyOptions::default()).unwrap();
@@ -187,13 +173,7 @@ fn gc_killed_at_scale_leaves_a_clean_store() {
             r.removed.len()
         );
         assert_eq!(blob_files(&dir).len(), kept * (LAYERS + 2), "{at}: files");
-        let v = store
-            .verify(VerifyOptions {
-                full: true,
-                repair: false,
-            })
-            .unwrap();
-        assert!(v.problems.is_empty(), "{at}: {:?}", v.problems);
+        assert_verifies_full(&store, &at);
         assert_kept_images_whole(&store, &manifests, &at);
     }
 }
