@@ -41,13 +41,22 @@ impl Store {
             .checked_sub(grace)
             .unwrap_or(std::time::UNIX_EPOCH);
         self.backend.list(&mut |item| {
-            if item.modified > cutoff {
-                return Ok(true);
-            }
             let key = item.digest.as_ref().map(Digest::to_key);
             if let (Some(k), Some(known)) = (&key, recorded) {
                 if known(k) {
                     return Ok(true);
+                }
+            }
+            // Only a grace period needs the time (a stat per file, where blobs are files).
+            if !grace.is_zero() {
+                match self.backend.modified(&item) {
+                    Ok(m) if m <= cutoff => {}
+                    Ok(_) => return Ok(true),
+                    // Gone since the listing (or unreadable): the next sweep looks again.
+                    Err(e) => {
+                        tracing::debug!("{}: {e}", item.name);
+                        return Ok(true);
+                    }
                 }
             }
             // Hold the digest's stripe so a put between publish and commit is not mistaken

@@ -236,14 +236,10 @@ impl Backend for LocalBlobs {
             };
             for e in entries.flatten() {
                 let file = e.file_name().to_string_lossy().into_owned();
-                let meta = e.metadata().ok();
                 let item = Listed {
                     digest: format!("{}:{file}", alg.as_str()).parse().ok(),
                     name: e.path().display().to_string(),
-                    size: meta.as_ref().map_or(0, |m| m.len()),
-                    modified: meta
-                        .and_then(|m| m.modified().ok())
-                        .unwrap_or(std::time::UNIX_EPOCH),
+                    modified: None,
                 };
                 if !visit(item)? {
                     return Ok(());
@@ -251,6 +247,15 @@ impl Backend for LocalBlobs {
             }
         }
         Ok(())
+    }
+
+    fn modified(&self, item: &Listed) -> Result<std::time::SystemTime> {
+        match item.modified {
+            Some(m) => Ok(m),
+            None => fs::metadata(&item.name)
+                .and_then(|m| m.modified())
+                .map_err(Error::io("reading metadata of", &item.name)),
+        }
     }
 
     fn presign(&self, _d: &Digest, _ttl: Duration) -> Result<Option<String>> {

@@ -125,10 +125,11 @@ pub struct Listed {
     /// Where it is, for messages and for [`Backend::delete_listed`]: a file's path, or
     /// `s3://BUCKET/KEY`.
     pub name: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// When it was last written.
-    pub modified: SystemTime,
+    /// When it was last written, when the listing says (an object store's does); `None`
+    /// where it would cost a call per object (a local directory: a stat per file is most
+    /// of what a sweep of 100k files would spend, and a sweep with no grace period never
+    /// looks). [`Backend::modified`] reads it.
+    pub modified: Option<SystemTime>,
 }
 
 /// A write in progress. The store writes exactly the bytes it hashed, then either seals
@@ -191,6 +192,10 @@ pub trait Backend: Send + Sync {
     /// Visit every published object, a page at a time (memory does not grow with the
     /// number of objects). Stop early when `visit` returns `false`.
     fn list(&self, visit: &mut dyn FnMut(Listed) -> Result<bool>) -> Result<()>;
+    /// When a listed object was last written: what the listing said, or asked now.
+    fn modified(&self, item: &Listed) -> Result<SystemTime> {
+        Ok(item.modified.unwrap_or(std::time::UNIX_EPOCH))
+    }
     /// A URL from which a client can GET the bytes of `d` for `ttl`, when the backend can
     /// hand one out (the local backend cannot).
     fn presign(&self, d: &Digest, ttl: Duration) -> Result<Option<String>>;

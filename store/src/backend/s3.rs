@@ -254,8 +254,7 @@ impl S3Blobs {
         Listed {
             digest,
             name: format!("s3://{}/{key}", self.shared.bucket),
-            size: meta.size,
-            modified: meta.last_modified.into(),
+            modified: Some(meta.last_modified.into()),
         }
     }
 }
