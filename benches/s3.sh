@@ -101,6 +101,8 @@ cat >"$W/weed/identities.json" <<EOF
 {"identities": [{"name": "bench", "credentials": [{"accessKey": "$ACCESS", "secretKey": "$SECRET"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 EOF
+# curl for SeaweedFS's own endpoints (filer, master, presigned S3 URLs): explicit environment too.
+wcurl() { env -i PATH="$PATH" HOME="$W" curl "$@"; }
 P=()
 for ((i = 0; i < 8; i++)); do P+=("$(free_port)"); done
 S3_HOST=127.0.0.1:${P[6]} FILER_HOST=127.0.0.1:${P[4]}
@@ -116,8 +118,8 @@ env -i PATH="$PATH" HOME="$W/weed" "$WEED_BIN" server -ip=127.0.0.1 -ip.bind=127
 WEED_PID=$!
 for ((t = 0; ; t++)); do
     kill -0 "$WEED_PID" 2>/dev/null || { cat "$W/weed.log" >&2; exit 1; }
-    if curl -fsS -o /dev/null "http://$FILER_HOST/buckets/" 2>/dev/null &&
-        curl -fsS "http://127.0.0.1:${P[0]}/dir/assign" 2>/dev/null | grep -q fid; then
+    if wcurl -fsS -o /dev/null "http://$FILER_HOST/buckets/" 2>/dev/null &&
+        wcurl -fsS "http://127.0.0.1:${P[0]}/dir/assign" 2>/dev/null | grep -q fid; then
         break
     fi
     if ((t >= 600)); then
@@ -127,7 +129,7 @@ for ((t = 0; ; t++)); do
     fi
     sleep 0.1
 done
-curl -fsS -X POST -o /dev/null "http://$FILER_HOST/buckets/$BUCKET/?op=mkdir"
+wcurl -fsS -X POST -o /dev/null "http://$FILER_HOST/buckets/$BUCKET/?op=mkdir"
 echo "== SeaweedFS $("$WEED_BIN" version 2>/dev/null | head -n1 | awk '{print $3}') S3 at $S3_HOST, bucket $BUCKET" >&2
 
 # The S3 environment of every sealift process, and nothing else of the machine's.
@@ -150,7 +152,7 @@ S3_IMPORT=0
 bench_prepare() {
     if ((S3_IMPORT)); then
         if (($1 > 0)); then
-            curl -fsS -X DELETE -o /dev/null \
+            wcurl -fsS -X DELETE -o /dev/null \
                 "http://$FILER_HOST/buckets/$BUCKET/imp-$(($1 - 1))/?recursive=true&ignoreRecursiveError=true"
         fi
         "${SL[@]}" --store "$OUT" init --blobs "s3://$BUCKET/imp-$1"
@@ -295,7 +297,7 @@ curl_direct() {
     local d loc
     for d in $LAYER_DIGESTS; do
         loc=$(curl -fsS -o /dev/null -w '%{redirect_url}' "http://$REDIRECT_HOST/v2/bench/big/blobs/$d")
-        curl -fsS -o "$OUT/${d#sha256:}" "$loc"
+        wcurl -fsS -o "$OUT/${d#sha256:}" "$loc"
     done
 }
 
