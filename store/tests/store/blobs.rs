@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use sealift_oci::media_type as mt;
 use sealift_oci::Digest;
 use sealift_store::{Error, PutOutcome};
 
@@ -18,6 +19,7 @@ on_both_backends!(
     put_blob_with_released_lease_is_refused,
     put_blob_lease_released_mid_stream_commits_nothing,
     put_blob_rewrites_a_recorded_blob_whose_file_is_missing,
+    large_blob_hashed_on_its_own_thread_is_verified_the_same,
 );
 
 fn put_blob_writes_then_reports_present_without_reading(kind: Kind) {
@@ -311,4 +313,52 @@ fn put_blob_rewrites_a_recorded_blob_whose_file_is_missing(kind: Kind) {
         .unwrap()
         .problems
         .is_empty());
+}
+
+/// From 4 MiB a blob is hashed on a second thread while it is written: the same checks
+/// hold (too long, too short, wrong bytes: refused, nothing left; right bytes: stored).
+fn large_blob_hashed_on_its_own_thread_is_verified_the_same(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
+    let lease = store.lease("t", None).unwrap();
+    let data = noise("large", 9 * 1024 * 1024 + 5);
+    let d = Digest::sha256(&data);
+    let size = data.len() as u64;
+
+    let mut r = Endless { served: 0 };
+    let err = store.put_blob(&lease, &d, size, "", &mut r).unwrap_err();
+    assert!(
+        matches!(&err, Error::SizeMismatch { truncated: true, actual, .. } if *actual > size),
+        "{err:?}"
+    );
+    assert!(r.served < size + 2 * 1024 * 1024, "read {} bytes", r.served);
+
+    let err = store
+        .put_blob(&lease, &d, size, "", &mut &data[..data.len() - 1])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::SizeMismatch { truncated: false, actual, .. } if *actual == size - 1),
+        "{err:?}"
+    );
+
+    let mut wrong = data.clone();
+    wrong[7 * 1024 * 1024] ^= 1;
+    let err = store
+        .put_blob(&lease, &d, size, "", &mut &wrong[..])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DigestMismatch { expected, actual } if expected == &d && actual == &Digest::sha256(&wrong)),
+        "{err:?}"
+    );
+    assert!(fx.blob_names(&store).is_empty());
+    assert!(fx.leftovers().is_empty());
+    assert!(record_digests(&store).is_empty());
+
+    let out = store
+        .put_blob(&lease, &d, size, mt::OCI_LAYER_TAR, &mut &data[..])
+        .unwrap();
+    assert_eq!(out, PutOutcome::Written);
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut store.open_blob(&d).unwrap(), &mut back).unwrap();
+    assert!(back == data, "the stored bytes differ");
+    assert_eq!(fx.blob_names(&store), [d.to_string()].into());
 }
