@@ -9,8 +9,9 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use sealift_oci::{Digest, Repo};
-use sealift_store::BlobReader;
+use sealift_store::{BlobReader, ChunkStream};
 
 use crate::error::{ApiError, Code};
 use crate::range::{self, Span};
@@ -21,11 +22,19 @@ use crate::state::{etag, not_modified, with_digest, State};
 /// holds at most a few MiB per connection (hyper applies back-pressure).
 pub const CHUNK: usize = 1024 * 1024;
 
-/// The body: `len` bytes of `file` from its current position, read a chunk at a time on
-/// the blocking pool straight into the buffer that becomes the chunk (tokio's `File` would
-/// read into its own buffer and copy). No thread is held while the client is slow: the next
-/// read starts only when hyper asks for the next chunk.
-fn stream(file: BlobReader, len: u64, digest: Digest) -> Body {
+/// The body: `len` bytes of `reader` from its current position.
+fn stream(reader: BlobReader, len: u64, digest: Digest) -> Body {
+    match reader {
+        BlobReader::File(f) => stream_file(f, len, digest),
+        BlobReader::Stream(s) => stream_chunks(s, len, digest),
+    }
+}
+
+/// A local file's body, read a chunk at a time on the blocking pool straight into the
+/// buffer that becomes the chunk (tokio's `File` would read into its own buffer and copy).
+/// No thread is held while the client is slow: the next read starts only when hyper asks
+/// for the next chunk.
+fn stream_file(file: std::fs::File, len: u64, digest: Digest) -> Body {
     let chunks = futures_util::stream::try_unfold((file, len), move |(file, left)| {
         let digest = digest.clone();
         async move {
@@ -57,6 +66,51 @@ fn stream(file: BlobReader, len: u64, digest: Digest) -> Body {
         }
     });
     Body::from_stream(chunks)
+}
+
+/// An object store's body, passed on as its chunks arrive (no copy): each turn on the
+/// blocking pool (the chunks come over a blocking channel from the store's own runtime)
+/// takes chunks until about [`CHUNK`] bytes, then hyper sends them. A body that ends
+/// before `len` fails, as a short file does.
+fn stream_chunks(reader: Box<dyn ChunkStream>, len: u64, digest: Digest) -> Body {
+    let turns = futures_util::stream::try_unfold((reader, len), move |(reader, left)| {
+        let digest = digest.clone();
+        async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let (reader, got) = tokio::task::spawn_blocking(move || {
+                let mut reader = reader;
+                let mut got: Vec<Bytes> = Vec::new();
+                let mut n = 0u64;
+                while n < left.min(CHUNK as u64) {
+                    let want = (left - n).min(CHUNK as u64) as usize;
+                    match reader.next_chunk(want) {
+                        Ok(Some(b)) => {
+                            n += b.len() as u64;
+                            got.push(b);
+                        }
+                        Ok(None) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok((reader, got))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            let n: u64 = got.iter().map(|b| b.len() as u64).sum();
+            if n == 0 {
+                tracing::error!("blob {digest} ended {left} bytes early");
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("blob {digest} is shorter than its record"),
+                ));
+            }
+            let items = futures_util::stream::iter(got.into_iter().map(Ok::<_, std::io::Error>));
+            Ok(Some((items, (reader, left - n))))
+        }
+    });
+    Body::from_stream(turns.try_flatten())
 }
 
 /// Open `d` at `start`; for a local file, check first that it still has the recorded size

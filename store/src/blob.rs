@@ -9,14 +9,13 @@ use sled::Transactional;
 
 use crate::backend::{BlobReader, Staged};
 use crate::error::{Error, Result};
+use crate::hashing::{copy_hashing, copy_hashing_aside, HASH_THREAD_MIN};
 use crate::lease::Lease;
 use crate::record::{self, edge_key, now, role_code, BlobRecord, EdgeRecord, IngestRecord};
 use crate::store::Store;
 use crate::tx::{abort, link_child, tx_decode};
-use sealift_oci::digest::{Digest, Hasher};
+use sealift_oci::digest::Digest;
 use sealift_oci::manifest::{ManifestView, Role};
-
-const COPY_BUF: usize = 1024 * 1024;
 
 /// What a blob put did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -504,113 +503,4 @@ fn commit_one(
     }
     blobs.insert(key.as_slice(), record::encode(&r))?;
     Ok(())
-}
-
-/// Blobs at least this large are hashed on a thread of their own while the reading thread
-/// writes them: hashing and writing then take the time of the slower, not of both.
-const HASH_THREAD_MIN: u64 = 4 * 1024 * 1024;
-/// Buffers in flight between the reading thread and the hashing thread.
-const HASH_BUFFERS: usize = 4;
-
-/// Read one chunk, retrying on `Interrupted`; counts it against the declared `size`.
-fn read_chunk(
-    reader: &mut dyn Read,
-    buf: &mut [u8],
-    digest: &Digest,
-    size: u64,
-    seen: &mut u64,
-) -> Result<usize> {
-    let n = loop {
-        match reader.read(buf) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(Error::Read {
-                    digest: digest.clone(),
-                    source,
-                })
-            }
-        }
-    };
-    *seen += n as u64;
-    if *seen > size {
-        return Err(Error::SizeMismatch {
-            digest: digest.clone(),
-            expected: size,
-            actual: *seen,
-            truncated: true,
-        });
-    }
-    Ok(n)
-}
-
-/// Copy `reader` into `staged`, hashing on this thread; stops past `size`. Returns the
-/// bytes seen and their digest.
-fn copy_hashing(
-    reader: &mut dyn Read,
-    staged: &mut dyn Staged,
-    digest: &Digest,
-    size: u64,
-) -> Result<(u64, Digest)> {
-    let mut hasher = Hasher::new(digest.algorithm());
-    let mut buf = vec![0u8; COPY_BUF.min(size as usize + 1)];
-    let mut seen = 0;
-    loop {
-        let n = read_chunk(reader, &mut buf, digest, size, &mut seen)?;
-        if n == 0 {
-            return Ok((seen, hasher.finish()));
-        }
-        hasher.update(&buf[..n]);
-        staged.write(&buf[..n])?;
-    }
-}
-
-/// [`copy_hashing`] with the hashing on a scoped thread: each chunk is written here, then
-/// handed over to be hashed while the next is read; [`HASH_BUFFERS`] buffers go round, so
-/// memory stays bounded whatever the blob's size. Nothing is published before the digest
-/// the hashing thread returns is checked, so writing before hashing is safe.
-fn copy_hashing_aside(
-    reader: &mut dyn Read,
-    staged: &mut dyn Staged,
-    digest: &Digest,
-    size: u64,
-) -> Result<(u64, Digest)> {
-    use std::sync::mpsc::{channel, sync_channel};
-    let alg = digest.algorithm();
-    std::thread::scope(|scope| {
-        let (to_hash, chunks) = sync_channel::<(Vec<u8>, usize)>(HASH_BUFFERS);
-        let (give_back, free) = channel::<Vec<u8>>();
-        for _ in 0..HASH_BUFFERS {
-            let _ = give_back.send(vec![0u8; COPY_BUF]);
-        }
-        let hashing = scope.spawn(move || {
-            let mut hasher = Hasher::new(alg);
-            for (buf, n) in chunks {
-                hasher.update(&buf[..n]);
-                // The reader may have stopped (an error): nobody wants the buffer then.
-                let _ = give_back.send(buf);
-            }
-            hasher.finish()
-        });
-        let mut seen = 0;
-        let copied = (|| loop {
-            // Only a panicked hashing thread drops its end; the join below reports it.
-            let Ok(mut buf) = free.recv() else {
-                return Ok(());
-            };
-            let n = read_chunk(reader, &mut buf, digest, size, &mut seen)?;
-            if n == 0 {
-                return Ok(());
-            }
-            staged.write(&buf[..n])?;
-            if to_hash.send((buf, n)).is_err() {
-                return Ok(());
-            }
-        })();
-        drop(to_hash);
-        let actual = hashing
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        copied.map(|()| (seen, actual))
-    })
 }

@@ -26,6 +26,7 @@ pub mod error;
 pub mod fault;
 pub mod gc;
 pub mod graph;
+mod hashing;
 pub mod image;
 pub mod lease;
 pub mod lock;
@@ -40,7 +41,7 @@ mod tx;
 pub mod verify;
 pub mod watch;
 
-pub use backend::{BlobReader, Location};
+pub use backend::{BlobReader, ChunkStream, Location};
 pub use batch::IngestBatch;
 pub use blob::PutOutcome;
 pub use error::{Error, Result};

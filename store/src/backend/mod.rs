@@ -105,7 +105,22 @@ pub enum BlobReader {
     /// A local file (callers may hard-link, stat or hand it to the kernel).
     File(File),
     /// A stream from elsewhere.
-    Stream(Box<dyn Read + Send>),
+    Stream(Box<dyn ChunkStream>),
+}
+
+/// A stream of bytes that can also hand out its chunks as they arrive, without copying
+/// them: a server passes an object store's response body on as it is (`read` would copy
+/// every byte into the caller's buffer once more).
+pub trait ChunkStream: Read + Send {
+    /// The next chunk, of at most `max` bytes; `None` at the end. A stream that ends before
+    /// its promised length is an error, never a silent end.
+    fn next_chunk(&mut self, max: usize) -> std::io::Result<Option<bytes::Bytes>>;
+}
+
+impl ChunkStream for std::io::Empty {
+    fn next_chunk(&mut self, _max: usize) -> std::io::Result<Option<bytes::Bytes>> {
+        Ok(None)
+    }
 }
 
 impl Read for BlobReader {

@@ -14,7 +14,7 @@ use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use tokio::sync::Notify;
 
-use super::{blob_key, Location};
+use super::{blob_key, ChunkStream, Location};
 use crate::error::{Error, Result};
 use sealift_oci::digest::Digest;
 
@@ -222,8 +222,9 @@ pub(super) struct ObjectReader {
     pub(super) key: String,
 }
 
-impl Read for ObjectReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl ObjectReader {
+    /// Make `current` hold unread bytes; `false` at the (complete) end.
+    fn fill(&mut self) -> io::Result<bool> {
         while self.current.is_empty() {
             match self.chunks.next() {
                 Some(Ok(b)) => self.current = b,
@@ -234,13 +235,33 @@ impl Read for ObjectReader {
                         format!("{} ended {} bytes early", self.key, self.left),
                     ))
                 }
-                None => return Ok(0),
+                None => return Ok(false),
             }
         }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current[..n]);
-        let _ = self.current.split_to(n);
-        self.left = self.left.saturating_sub(n as u64);
-        Ok(n)
+        Ok(true)
+    }
+
+    /// Take up to `max` bytes of `current` (which `fill` made non-empty).
+    fn take(&mut self, max: usize) -> Bytes {
+        let b = self.current.split_to(max.min(self.current.len()));
+        self.left = self.left.saturating_sub(b.len() as u64);
+        b
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.fill()? {
+            return Ok(0);
+        }
+        let b = self.take(out.len());
+        out[..b.len()].copy_from_slice(&b);
+        Ok(b.len())
+    }
+}
+
+impl ChunkStream for ObjectReader {
+    fn next_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        Ok(self.fill()?.then(|| self.take(max)))
     }
 }
