@@ -7,8 +7,9 @@
 //! on a few threads (their fsyncs overlap), publishes them, fsyncs each blob directory once,
 //! and commits every record, and every manifest's edges, in one transaction and one flush.
 //!
-//! Blobs of 1 MiB or more are not batched: they commit on their own as they come, since
-//! their own data dominates their fsync and a killed import should keep finished layers.
+//! Blobs of 1 MiB or more are not batched: they commit on their own, one behind (see
+//! [`ALONE`]), since their own data dominates their fsync and a killed import should keep
+//! the layers it finished.
 //!
 //! The crash guarantees are a lone put's: nothing is recorded before its bytes are
 //! verified and durable, and a kill at any point leaves either staged files under their
@@ -31,10 +32,19 @@ use sealift_oci::digest::Digest;
 const MAX_ITEMS: usize = 512;
 /// ...or this many staged bytes (what a flush may have to fsync at once).
 const MAX_BYTES: u64 = 64 * 1024 * 1024;
-/// Blobs this large commit on their own, at once: their fsync is the data's, not a
+/// Blobs this large commit on their own, one behind: their fsync is the data's, not a
 /// barrier's, so batching gains little, and a killed import of large layers keeps every
-/// layer it finished (a re-run resumes there).
+/// layer it finished but the last (a re-run resumes there). Each is sealed on a thread of
+/// its own while the next one streams in, so the disk writes one layer while the next is
+/// read and hashed, and it is committed once that next one has arrived (or at the flush).
 const ALONE: u64 = 1024 * 1024;
+
+/// A large blob being sealed on its own thread: the thread gives its staged write back.
+type Sealing = (
+    std::thread::JoinHandle<Result<Box<dyn crate::backend::Staged>>>,
+    Pending,
+    String,
+);
 
 /// Puts that commit together. Dropping a batch without [`IngestBatch::finish`] discards
 /// whatever it has not flushed.
@@ -47,6 +57,8 @@ pub struct IngestBatch<'s> {
     /// Digests in `items`: their size, and whether they are committed as manifests.
     pending: HashMap<Digest, (u64, bool)>,
     bytes: u64,
+    /// The last large blob, sealing (see [`ALONE`]).
+    sealing: Option<Sealing>,
 }
 
 impl Store {
@@ -59,6 +71,7 @@ impl Store {
             names: Vec::new(),
             pending: HashMap::new(),
             bytes: 0,
+            sealing: None,
         }
     }
 }
@@ -77,13 +90,11 @@ impl IngestBatch<'_> {
         if let Some(&(pending_size, _)) = self.pending.get(digest) {
             return check_size(digest, size, pending_size).map(|_| PutOutcome::Present);
         }
-        if size >= ALONE {
-            return self
-                .store
-                .put_blob(&self.lease, digest, size, media_type, reader);
-        }
         if let Some(rec) = self.store.hold(&self.lease, digest)? {
             return check_size(digest, size, rec.size).map(|_| PutOutcome::Present);
+        }
+        if size >= ALONE {
+            return self.put_large(digest, size, media_type, reader);
         }
         let staged = self.store.stage(&self.lease, digest, size, reader, false)?;
         static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -167,6 +178,64 @@ impl IngestBatch<'_> {
         Ok(self.store.hold(&self.lease, d)?.map(|r| r.size))
     }
 
+    /// Stage a large blob, then seal it on a thread while the caller goes on; the one
+    /// before it is committed first, so at most one is in flight.
+    fn put_large(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        media_type: &str,
+        reader: &mut dyn Read,
+    ) -> Result<PutOutcome> {
+        let mut staged = self.store.stage(&self.lease, digest, size, reader, false)?;
+        let name = staged.name().to_string();
+        // The previous one has had this blob's whole transfer to reach the disk.
+        if let Err(e) = self.commit_sealing() {
+            staged.abort();
+            let _ = self.store.forget_ingests(&[name]);
+            return Err(e);
+        }
+        let sealer = std::thread::Builder::new()
+            .name("sealift-seal".into())
+            .spawn(move || staged.seal().map(|()| staged));
+        let sealer = match sealer {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = self.store.forget_ingests(&[name]);
+                return Err(Error::io("starting a thread for", digest.to_string())(e));
+            }
+        };
+        self.pending.insert(digest.clone(), (size, false));
+        let item = Pending {
+            digest: digest.clone(),
+            size,
+            media_type: media_type.to_string(),
+            staged: None,
+            manifest: None,
+        };
+        self.sealing = Some((sealer, item, name));
+        Ok(PutOutcome::Written)
+    }
+
+    /// Wait for the large blob being sealed, and commit it on its own.
+    fn commit_sealing(&mut self) -> Result<()> {
+        let Some((sealer, mut item, name)) = self.sealing.take() else {
+            return Ok(());
+        };
+        self.pending.remove(&item.digest);
+        let r = match sealer.join() {
+            Ok(Ok(staged)) => {
+                item.staged = Some(staged);
+                self.store.commit_items(&self.lease, vec![item])
+            }
+            // A failed seal dropped (and so removed) the staged write.
+            Ok(Err(e)) => Err(e),
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        let forgot = self.store.forget_ingests(&[name]);
+        r.and(forgot)
+    }
+
     /// How many puts wait for the next flush.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -180,6 +249,7 @@ impl IngestBatch<'_> {
     /// Make every put so far durable and recorded: one seal round, one directory sync, one
     /// transaction, one flush. On error none of them is recorded and their bytes are gone.
     pub fn flush(&mut self) -> Result<()> {
+        self.commit_sealing()?;
         let items = std::mem::take(&mut self.items);
         let names = std::mem::take(&mut self.names);
         self.pending.clear();
@@ -211,6 +281,12 @@ impl IngestBatch<'_> {
 
 impl Drop for IngestBatch<'_> {
     fn drop(&mut self) {
+        if let Some((sealer, _, name)) = self.sealing.take() {
+            if let Ok(Ok(staged)) = sealer.join() {
+                staged.abort();
+            }
+            self.names.push(name);
+        }
         for item in self.items.drain(..) {
             if let Some(s) = item.staged {
                 s.abort();

@@ -16,6 +16,7 @@ on_both_backends!(
     batch_dropped_leaves_nothing,
     batch_refused_manifest_records_nothing,
     batch_bad_blob_is_refused_at_once_and_the_rest_commit,
+    batch_large_blobs_commit_one_behind,
 );
 
 fn opts(m: &Blob) -> ManifestOptions<'_> {
@@ -183,6 +184,52 @@ fn batch_bad_blob_is_refused_at_once_and_the_rest_commit(kind: Kind) {
     );
     assert_eq!(fx.blob_names(&store), [good.digest.to_string()].into());
     assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+}
+
+fn batch_large_blobs_commit_one_behind(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
+    let lease = store.lease("t", None).unwrap();
+    let big: Vec<Blob> = (0..3)
+        .map(|i| Blob::new(mt::OCI_LAYER_TAR, noise(&format!("big {i}"), 2 << 20)))
+        .collect();
+    let mut batch = store.batch(&lease);
+    batch_put(&mut batch, &big[0]);
+    // The first is sealing while nothing else came: not recorded yet, but known.
+    assert!(record_digests(&store).is_empty());
+    assert_eq!(
+        batch
+            .put_blob(
+                &big[0].digest,
+                big[0].size(),
+                mt::OCI_LAYER_TAR,
+                &mut PanicReader
+            )
+            .unwrap(),
+        PutOutcome::Present
+    );
+    batch_put(&mut batch, &big[1]);
+    // The second arrived: the first is committed, the second is sealing.
+    assert_eq!(
+        record_digests(&store),
+        [big[0].digest.clone()].into_iter().collect()
+    );
+    batch_put(&mut batch, &big[2]);
+    batch.finish().unwrap();
+    let all: std::collections::BTreeSet<Digest> = big.iter().map(|b| b.digest.clone()).collect();
+    assert_eq!(record_digests(&store), all);
+    assert_eq!(fx.blob_names(&store), names(&all));
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+
+    // Dropped while one is sealing: that one leaves nothing behind.
+    let late = Blob::new(mt::OCI_LAYER_TAR, noise("late", 3 << 20));
+    {
+        let mut batch = store.batch(&lease);
+        batch_put(&mut batch, &late);
+    }
+    assert!(store.record(&late.digest).unwrap().is_none());
+    assert_eq!(fx.blob_names(&store), names(&all));
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+    assert_verifies_full(&store, "after the batches");
 }
 
 /// Images for the kill test: `LAYERS` tiny layers, a config and a manifest each.
