@@ -1,7 +1,7 @@
 //! The compressions a layout tarball may have (none, gzip, zstd): detected from the first
 //! bytes when reading, chosen by the file name when writing.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use sealift_oci::compression::{Compression, Decoder};
@@ -34,6 +34,41 @@ impl<R: Read> Decompressed<R> {
     /// Whether the stream is compressed (then it cannot be read by offset).
     pub fn is_compressed(&self) -> bool {
         self.compression != Compression::None
+    }
+}
+
+/// A plain tar over a seekable source skips what it does not read by seeking (tar's
+/// `entries_with_seek`): an import's first pass then passes over the large entries it
+/// leaves for the second without reading them. Only forward moves from the current
+/// position are asked for; a compressed stream cannot seek and refuses.
+impl<R: Read + Seek> Seek for Decompressed<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        match (&mut self.inner, pos) {
+            (Decoder::Plain(r), SeekFrom::Current(_)) => r.seek(pos),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only a plain tar can be skipped through by seeking",
+            )),
+        }
+    }
+}
+
+/// A source that cannot seek (a pipe, a split bundle's parts), for code that takes
+/// `Read + Seek` and seeks only when told the source can.
+pub struct NoSeek<R>(pub R);
+
+impl<R: Read> Read for NoSeek<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R> Seek for NoSeek<R> {
+    fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this source cannot seek",
+        ))
     }
 }
 

@@ -12,12 +12,13 @@ mod options;
 mod tar;
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::Path;
 
 use sealift_oci::Repo;
 use sealift_store::Store;
 
+use crate::compress::NoSeek;
 use crate::error::LayoutError;
 use crate::{split, Progress};
 
@@ -37,7 +38,7 @@ pub fn import_path(
         let total = bundle.verify(opts.progress.as_ref())?;
         let stem = bundle.stem();
         let reader = Counting {
-            inner: bundle.reader()?,
+            inner: NoSeek(bundle.reader()?),
             done: total,
             total: total * 2,
             progress: opts.progress.clone(),
@@ -113,6 +114,19 @@ struct Counting<R> {
     progress: Option<Progress>,
 }
 
+/// Bytes skipped by seeking count as done, as read ones do.
+impl<R: Seek> Seek for Counting<R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let before = self.inner.stream_position()?;
+        let after = self.inner.seek(pos)?;
+        self.done = self.done.saturating_add(after.saturating_sub(before));
+        if let Some(p) = &self.progress {
+            p(self.done, self.total);
+        }
+        Ok(after)
+    }
+}
+
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
@@ -132,5 +146,5 @@ pub fn import_reader(
     opts: &ImportOptions,
 ) -> Result<ImportReport, LayoutError> {
     let lease = store.lease(&format!("import {name}"), None)?;
-    tar::import_tar(store, &lease, reader, None, name, opts, None)
+    tar::import_tar(store, &lease, NoSeek(reader), None, name, opts, None)
 }

@@ -3,7 +3,7 @@
 //! pass only for large entries met before anything declared them.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Seek};
 
 use sealift_oci::manifest::{Role, MAX_DEPTH, MAX_MANIFEST_SIZE};
 use sealift_oci::media_type as mt;
@@ -128,7 +128,7 @@ impl Chains {
 pub(super) fn import_tar(
     store: &Store,
     lease: &Lease,
-    reader: impl Read,
+    mut reader: impl Read + Seek,
     reopen: Option<&Reopen<'_>>,
     name: &str,
     opts: &ImportOptions,
@@ -138,7 +138,18 @@ pub(super) fn import_tar(
         path: name.to_string(),
         source,
     };
-    let mut archive = tar::Archive::new(Decompressed::new(reader, name)?);
+    // A plain tarball file is passed through by seeking over the entries this pass leaves
+    // (large blobs no descriptor has declared yet wait for the second pass): a tarball
+    // whose manifests come after its layers is then not read twice.
+    let seekable = reader.stream_position().is_ok();
+    let source = Decompressed::new(reader, name)?;
+    let seek = seekable && !source.is_compressed();
+    let mut archive = tar::Archive::new(source);
+    let entries = if seek {
+        archive.entries_with_seek()
+    } else {
+        archive.entries()
+    };
     let mut report = ImportReport::default();
     let mut index: Option<Vec<u8>> = None;
     let mut layout_prefix: Option<String> = None;
@@ -147,7 +158,7 @@ pub(super) fn import_tar(
     let mut deferred: Vec<(Digest, u64, String)> = Vec::new();
     // Blobs commit a batch at a time (group commit), all of them before the graph is.
     let mut batch = store.batch(lease);
-    for entry in archive.entries().map_err(tar_err)? {
+    for entry in entries.map_err(tar_err)? {
         let mut e = entry.map_err(tar_err)?;
         let Some((kind, shown, size)) = check_entry(&e, name)? else {
             continue;
