@@ -53,14 +53,7 @@ fn stream_file(file: std::fs::File, len: u64, digest: Digest) -> Body {
             .await
             .map_err(std::io::Error::other)??;
             if buf.len() as u64 != n {
-                // Shorter than its record: truncated under us. Fail the body rather
-                // than let the client see a clean end.
-                let short = left - buf.len() as u64;
-                tracing::error!("blob {digest} ended {short} bytes early");
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("blob {digest} is shorter than its record"),
-                ));
+                return Err(ended_early(&digest, left - buf.len() as u64));
             }
             Ok(Some((Bytes::from(buf), (file, left - n))))
         }
@@ -100,17 +93,23 @@ fn stream_chunks(reader: Box<dyn ChunkStream>, len: u64, digest: Digest) -> Body
             .map_err(std::io::Error::other)??;
             let n: u64 = got.iter().map(|b| b.len() as u64).sum();
             if n == 0 {
-                tracing::error!("blob {digest} ended {left} bytes early");
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("blob {digest} is shorter than its record"),
-                ));
+                return Err(ended_early(&digest, left));
             }
             let items = futures_util::stream::iter(got.into_iter().map(Ok::<_, std::io::Error>));
             Ok(Some((items, (reader, left - n))))
         }
     });
     Body::from_stream(turns.try_flatten())
+}
+
+/// A body shorter than its record (truncated under us, or an object store's response cut
+/// short): the body fails rather than let the client see a clean end.
+fn ended_early(digest: &Digest, short: u64) -> std::io::Error {
+    tracing::error!("blob {digest} ended {short} bytes early");
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!("blob {digest} is shorter than its record"),
+    )
 }
 
 /// Open `d` at `start`; for a local file, check first that it still has the recorded size

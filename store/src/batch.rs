@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use crate::blob::{Pending, PutOutcome};
+use crate::blob::{check_size, Pending, PutOutcome};
 use crate::error::{Error, Result};
 use crate::graph::{check_manifest, ManifestOptions, StoredManifest};
 use crate::lease::Lease;
@@ -297,18 +297,6 @@ impl Drop for IngestBatch<'_> {
             tracing::warn!("discarding an unfinished ingest batch: {e}");
         }
     }
-}
-
-fn check_size(digest: &Digest, expected: u64, actual: u64) -> Result<()> {
-    if expected == actual {
-        return Ok(());
-    }
-    Err(Error::SizeMismatch {
-        digest: digest.clone(),
-        expected,
-        actual,
-        truncated: false,
-    })
 }
 
 impl Store {

@@ -159,15 +159,7 @@ impl Store {
         reader: &mut dyn Read,
     ) -> Result<PutOutcome> {
         if let Some(rec) = self.hold(lease, digest)? {
-            if rec.size != size {
-                return Err(Error::SizeMismatch {
-                    digest: digest.clone(),
-                    expected: size,
-                    actual: rec.size,
-                    truncated: false,
-                });
-            }
-            return Ok(PutOutcome::Present);
+            return check_size(digest, size, rec.size).map(|()| PutOutcome::Present);
         }
         let staged = self.stage(lease, digest, size, reader, true)?;
         let name = staged.name().to_string();
@@ -372,6 +364,19 @@ impl Store {
     }
 }
 
+/// A blob the store (or a batch) has already: refused when declared with another size.
+pub(crate) fn check_size(digest: &Digest, expected: u64, actual: u64) -> Result<()> {
+    if expected == actual {
+        return Ok(());
+    }
+    Err(Error::SizeMismatch {
+        digest: digest.clone(),
+        expected,
+        actual,
+        truncated: false,
+    })
+}
+
 /// One verified item on its way into the store: its bytes staged (or already in place),
 /// and for a manifest its parsed view and whether it may be sparse.
 pub(crate) struct Pending {
@@ -387,48 +392,45 @@ pub(crate) struct Pending {
 /// the barriers together and the bucket answer the requests together.
 const WORKERS: usize = 8;
 
-/// Seal every staged write, a few at a time on scoped threads.
-fn seal_all(staged: &mut [Box<dyn Staged>]) -> Result<()> {
-    if staged.len() <= 1 {
-        return staged.iter_mut().try_for_each(|s| s.seal());
+/// `f` applied to every item, on up to [`WORKERS`] scoped threads (each taking a run of
+/// items in turn); the results in the items' order.
+fn on_workers<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.into_iter().map(f).collect();
     }
-    let per = staged.len().div_ceil(WORKERS);
+    let per = items.len().div_ceil(WORKERS);
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let mut it = items.into_iter();
+    loop {
+        let run: Vec<T> = it.by_ref().take(per).collect();
+        if run.is_empty() {
+            break;
+        }
+        runs.push(run);
+    }
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = staged
-            .chunks_mut(per)
-            .map(|chunk| scope.spawn(move || chunk.iter_mut().try_for_each(|s| s.seal())))
-            .collect();
-        handles
+        let handles: Vec<_> = runs
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect::<Result<Vec<()>>>()
-            .map(|_| ())
-    })
-}
-
-/// Publish every sealed write, a few at a time on scoped threads; one result per write.
-fn publish_all(staged: Vec<Box<dyn Staged>>) -> Vec<Result<()>> {
-    if staged.len() <= 1 {
-        return staged.into_iter().map(|s| s.publish()).collect();
-    }
-    let per = staged.len().div_ceil(WORKERS);
-    let mut chunks: Vec<Vec<Box<dyn Staged>>> = Vec::new();
-    let mut it = staged.into_iter().peekable();
-    while it.peek().is_some() {
-        chunks.push(it.by_ref().take(per).collect());
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                scope.spawn(move || chunk.into_iter().map(|s| s.publish()).collect::<Vec<_>>())
-            })
+            .map(|run| scope.spawn(move || run.into_iter().map(f).collect::<Vec<R>>()))
             .collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// Seal every staged write, a few at a time on scoped threads.
+fn seal_all(staged: &mut [Box<dyn Staged>]) -> Result<()> {
+    on_workers(staged.iter_mut().collect(), |s| s.seal())
+        .into_iter()
+        .collect()
+}
+
+/// Publish every sealed write, a few at a time on scoped threads; one result per write.
+fn publish_all(staged: Vec<Box<dyn Staged>>) -> Vec<Result<()>> {
+    on_workers(staged, |s| s.publish())
 }
 
 /// Write one item's record (and a manifest's edges and referrer link) inside the commit

@@ -90,10 +90,15 @@ impl Store {
         self.backend.as_ref()
     }
 
+    /// Which lock stripe guards `d` (by the first byte of its hash).
+    fn stripe_index(d: &Digest) -> usize {
+        d.to_key().get(1).copied().unwrap_or(0) as usize % STRIPES
+    }
+
     pub(crate) fn stripe(&self, d: &Digest) -> std::sync::MutexGuard<'_, ()> {
-        let k = d.to_key();
-        let i = k.get(1).copied().unwrap_or(0) as usize % STRIPES;
-        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.stripes[Self::stripe_index(d)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The stripes of several digests, each locked once, in index order (so that two
@@ -102,9 +107,7 @@ impl Store {
         &self,
         ds: impl Iterator<Item = &'a Digest>,
     ) -> Vec<std::sync::MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = ds
-            .map(|d| d.to_key().get(1).copied().unwrap_or(0) as usize % STRIPES)
-            .collect();
+        let mut idx: Vec<usize> = ds.map(Self::stripe_index).collect();
         idx.sort_unstable();
         idx.dedup();
         idx.into_iter()

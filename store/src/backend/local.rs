@@ -71,6 +71,9 @@ struct LocalStaged {
     dirty: (Arc<[AtomicBool; 2]>, usize),
     /// Whether the permissions are set already ([`Staged::finish`]).
     finished: bool,
+    /// Whether the file is fsync'd already: a batch's large blob is sealed on its own
+    /// thread, then handed to the commit that seals every write it gets.
+    synced: bool,
     done: bool,
 }
 
@@ -93,11 +96,16 @@ impl Staged for LocalStaged {
     }
 
     fn seal(&mut self) -> Result<()> {
+        if self.synced {
+            return Ok(());
+        }
         if !self.finished {
             self.finish()?;
         }
         let f = self.file.as_ref().ok_or_else(|| closed(&self.path))?;
-        f.sync_all().map_err(Error::io("syncing", &self.path))
+        f.sync_all().map_err(Error::io("syncing", &self.path))?;
+        self.synced = true;
+        Ok(())
     }
 
     fn publish(mut self: Box<Self>) -> Result<()> {
@@ -171,6 +179,7 @@ impl Backend for LocalBlobs {
             file: Some(file),
             dirty: (self.dirty.clone(), Self::alg_index(d.algorithm())),
             finished: false,
+            synced: false,
             done: false,
         }))
     }

@@ -162,7 +162,8 @@ pub trait Staged: Send {
         Ok(())
     }
     /// Every byte is written and the store has verified the digest: make the bytes durable,
-    /// still invisible under the digest. Callable after [`Staged::finish`].
+    /// still invisible under the digest. Callable after [`Staged::finish`], and again
+    /// (then it has nothing left to do).
     fn seal(&mut self) -> Result<()>;
     /// Make the sealed bytes visible under their digest. Durable after [`Backend::sync`].
     fn publish(self: Box<Self>) -> Result<()>;
