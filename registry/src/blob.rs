@@ -67,6 +67,30 @@ impl Registry {
         digest: &Digest,
         size: u64,
     ) -> Result<BlobReader, RegistryError> {
+        self.blob_get_with(repo, digest, size, true).await
+    }
+
+    /// [`Registry::blob_get`] without the digest check: the size is still bounded (a byte
+    /// past `size` is an error, an early end resumes or fails), but the bytes are not
+    /// hashed. Only for a consumer that hashes every byte itself and refuses a mismatch
+    /// before anything becomes visible (the store's ingest, [`Registry::blob_put`]), so
+    /// that a pulled blob is hashed once, not twice.
+    pub async fn blob_get_unhashed(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobReader, RegistryError> {
+        self.blob_get_with(repo, digest, size, false).await
+    }
+
+    async fn blob_get_with(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        hash: bool,
+    ) -> Result<BlobReader, RegistryError> {
         let url = self.blob_url(repo, digest)?;
         let mut state = BlobState {
             reg: self.clone(),
@@ -75,7 +99,7 @@ impl Registry {
             digest: digest.clone(),
             size,
             offset: 0,
-            hasher: Some(Hasher::new(digest.algorithm())),
+            hasher: hash.then(|| Hasher::new(digest.algorithm())),
             body: None,
             skip: 0,
             failures: 0,
@@ -320,7 +344,8 @@ async fn check_end(
 
 /// A blob body being read: verifies as it goes and resumes broken connections.
 ///
-/// Every byte is hashed; bytes past `size` are refused (an error, not a silent truncation);
+/// Every byte is hashed (unless opened by [`Registry::blob_get_unhashed`], for a consumer
+/// that hashes itself); bytes past `size` are refused (an error, not a silent truncation);
 /// at the end the size and digest are checked. Errors come out as [`io::Error`]s wrapping
 /// a [`RegistryError`] (see [`RegistryError::from_io`]): `DigestMismatch`, `SizeMismatch`,
 /// or the last transport error. When the connection drops, stalls longer than the

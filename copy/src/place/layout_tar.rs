@@ -172,6 +172,10 @@ impl Source for TarImage {
         self.archive.blob(desc).await
     }
 
+    async fn blob_unhashed(&self, desc: &Descriptor) -> Result<BlobStream, TransportError> {
+        self.archive.blob_unhashed(desc).await
+    }
+
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
         self.archive.referrers(subject).await
     }

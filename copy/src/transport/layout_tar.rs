@@ -114,6 +114,10 @@ impl Source for LayoutTarSource {
         Ok(Box::new(Verified::new(self.open_blob(desc).await?, desc)))
     }
 
+    async fn blob_unhashed(&self, desc: &Descriptor) -> Result<BlobStream, TransportError> {
+        Ok(Box::new(self.open_blob(desc).await?))
+    }
+
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
         Ok(referrers_among(self, self.entries(), subject).await)
     }

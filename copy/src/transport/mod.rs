@@ -40,6 +40,13 @@ pub trait Source: Send + Sync {
     async fn manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, TransportError>;
     /// A blob's bytes as a stream that fails if they do not match the descriptor.
     async fn blob(&self, desc: &Descriptor) -> Result<BlobStream, TransportError>;
+    /// A blob's bytes for a sink that checks the size and digest of every byte itself
+    /// ([`Sink::hashes_blobs`]): the source may skip its own digest check, so each byte is
+    /// hashed once on its way. The engine asks for this only when the sink says it hashes;
+    /// the default is [`Source::blob`], checked.
+    async fn blob_unhashed(&self, desc: &Descriptor) -> Result<BlobStream, TransportError> {
+        self.blob(desc).await
+    }
     /// Manifests whose subject is `subject` (empty where the source cannot tell).
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError>;
     /// Tags of the source repository (registries only), for cosign's `sha256-<hex>.sig`
@@ -71,6 +78,13 @@ pub trait Sink: Send + Sync {
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool, TransportError>;
     /// Write a blob.
     async fn put_blob(&self, desc: &Descriptor, body: BlobStream) -> Result<(), TransportError>;
+    /// Whether [`Sink::put_blob`] hashes every byte it takes and refuses a body of the wrong
+    /// size or digest before anything becomes visible, whatever stream it is given. Only
+    /// then may the engine hand it [`Source::blob_unhashed`]'s stream; a sink that stores
+    /// or forwards bytes without hashing them must keep the default, `false`.
+    fn hashes_blobs(&self) -> bool {
+        false
+    }
     /// Try a cross-repository mount from `repo` on `host`; false when not possible.
     async fn mount(
         &self,

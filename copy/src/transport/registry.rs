@@ -80,6 +80,14 @@ impl Source for RegistrySource {
         ))
     }
 
+    async fn blob_unhashed(&self, desc: &Descriptor) -> Result<BlobStream, TransportError> {
+        Ok(Box::new(
+            self.reg
+                .blob_get_unhashed(&self.repo, &desc.digest, desc.size)
+                .await?,
+        ))
+    }
+
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
         Ok(self
             .reg
@@ -164,6 +172,12 @@ impl Sink for RegistrySink {
             .blob_put(&self.repo, &desc.digest, desc.size, body)
             .await?;
         Ok(())
+    }
+
+    /// `blob_put` hashes the body as it reads it and cancels the upload before completing
+    /// it on a wrong size or digest.
+    fn hashes_blobs(&self) -> bool {
+        true
     }
 
     async fn mount(

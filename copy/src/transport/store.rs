@@ -200,6 +200,12 @@ impl Sink for StoreSink {
         Ok(())
     }
 
+    /// The store's ingest hashes every byte while staging and publishes nothing that does
+    /// not match (there is no unverified put).
+    fn hashes_blobs(&self) -> bool {
+        true
+    }
+
     async fn has_manifest(&self, desc: &Descriptor) -> Result<bool, TransportError> {
         let store = self.store.clone();
         let (lease, d) = (self.lease, desc.digest.clone());
