@@ -124,7 +124,8 @@ async function attach([ref, bundleFile]) {
     imageDigest,
     artifact: fs.readFileSync(bundleFile),
     mediaType: BUNDLE_TYPE,
-    credentials: { username: '', password: '' },
+    // An anonymous loopback registry: no sign-in (it sends no challenge to answer).
+    credentials: undefined,
   });
   process.stdout.write(JSON.stringify(desc) + '\n');
 }
@@ -136,6 +137,7 @@ if (!modes[mode]) {
   process.exit(2);
 }
 modes[mode](args).catch((e) => {
-  console.error(e && e.stack ? e.stack : String(e));
+  // Print the causes too: @sigstore/oci wraps the registry's answer.
+  for (let c = e; c; c = c.cause) console.error(c && c.stack ? c.stack : String(c));
   process.exit(1);
 });
