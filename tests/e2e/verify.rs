@@ -305,3 +305,61 @@ fn pull_verify_key_reads_a_bundle_attached_by_sigstore_oci() {
     );
     assert_eq!(site.images(), vec![(format!("{h}/x/bundled:1"), shared)]);
 }
+
+#[test]
+fn pull_verifies_a_keyless_bundle_offline_against_a_trusted_root() {
+    let env = Env::new();
+    let layout = imported_corpus(&env);
+    let reg = sealift_testkit::Registry::start();
+    let h = reg.host();
+    let multi = ref_digest(&layout, "multi");
+    env.ok(&["push", "corpus:multi", &format!("docker://{h}/x/keyless:1")]);
+    let manifest = env.path("manifest.json");
+    std::fs::write(&manifest, &layout.blobs[&multi].bytes).unwrap();
+    let (bundle, root) = (env.path("bundle.json"), env.path("root.json"));
+    // @sigstore/mock's Fulcio and Rekor answer @sigstore/sign in-process; root.json names them.
+    let (id, issuer) = ("ci@example.com", "https://issuer.example");
+    sign_js(&["keyless", s(&manifest), s(&bundle), s(&root), id, issuer]);
+    sign_js(&["attach", &format!("{h}/x/keyless@{multi}"), s(&bundle)]);
+
+    let site = Env::new();
+    let pull = |identity: &str| {
+        site.run(&[
+            "--json",
+            "pull",
+            "--verify-identity",
+            identity,
+            "--verify-issuer",
+            issuer,
+            "--trusted-root",
+            s(&root),
+            &format!("{h}/x/keyless:1"),
+        ])
+    };
+    let out = pull("mallory@example.com");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("signed by ci@example.com") && err.contains(&multi),
+        "{err}"
+    );
+    assert!(site.images().is_empty());
+
+    let out = pull(id);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"]["kind"], "bundle-keyless", "{report}");
+    assert_eq!(report["verdict"]["signer"]["identity"], id);
+    assert_eq!(report["verdict"]["signer"]["issuer"], issuer);
+    assert!(
+        report["verdict"]["signed_at"].as_i64().is_some(),
+        "{report}"
+    );
+    let images: serde_json::Value = serde_json::from_str(&site.ok(&["--json", "images"])).unwrap();
+    assert_eq!(images["images"][0]["digest"], multi.as_str());
+    assert_eq!(images["images"][0]["signature"]["signer"]["identity"], id);
+}
