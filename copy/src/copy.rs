@@ -48,6 +48,9 @@ pub struct CopyOptions {
     /// Recompress layers and/or change the manifest format (new digests; see
     /// [`crate::convert`]).
     pub convert: Option<Convert>,
+    /// Admit the image only if its signatures at the source satisfy this policy
+    /// ([`crate::signatures`]); checked before anything is written.
+    pub verify: Option<sealift_trust::Policy>,
 }
 
 /// What a copy did (or would do).
@@ -86,6 +89,9 @@ pub struct CopyReport {
     /// With `convert`: `(source digest, written digest)` of every manifest and index that
     /// changed, children first, the root last.
     pub converted: Vec<(Digest, Digest)>,
+    /// The signature policy's verdict, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<sealift_trust::Verdict>,
     /// How a root index of which `platforms` kept only some entries was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filtered_index: Option<FilteredIndex>,
@@ -196,6 +202,10 @@ pub async fn copy(
         .map_err(|e| e.during(format!("resolving {}", src.describe())))?;
     report.source_digest = Some(root.descriptor.digest.clone());
     report.media_type = root.descriptor.media_type.clone();
+    // The policy first: a refused image costs its signatures' fetches and writes nothing.
+    if let Some(policy) = &opts.verify {
+        report.verdict = Some(crate::signatures::admit(src.as_ref(), &root, policy).await?);
+    }
     let mut seen = HashSet::new();
     let walked = walk(src.as_ref(), root, &walk_options(opts), &mut seen).await?;
     // A conversion reads the walked plan and gives the plan to execute instead, with what
@@ -262,6 +272,14 @@ pub async fn copy(
     };
     if opts.dry_run {
         return Ok(report);
+    }
+    if let Some(v) = &report.verdict {
+        dst.record_verdict(v).await.map_err(|e| {
+            e.during(format!(
+                "recording the signature verdict at {}",
+                dst.describe()
+            ))
+        })?;
     }
     dst.tag(&root_desc)
         .await
@@ -462,6 +480,9 @@ async fn copy_referrers(
         rewrite_index: false,
         rewrite_refused_index: false,
         convert: None,
+        // Referrers are the signatures themselves, SBOMs and attestations: the policy is
+        // about the image they refer to.
+        verify: None,
         ..opts.clone()
     };
     // cosign keeps signatures, attestations and SBOMs under `sha256-<hex>.sig|.att|.sbom`

@@ -6,8 +6,7 @@ use super::util::*;
 #[test]
 fn push_pull_and_copy_keep_digests() {
     let env = Env::new();
-    let (dir, layout) = corpus_dir(&env);
-    env.ok(&["import", dir.to_str().unwrap(), "--tag", "corpus:latest"]);
+    let layout = imported_corpus(&env);
     let reg = sealift_testkit::Registry::start();
     let h = reg.host();
     let multi = ref_digest(&layout, "multi");

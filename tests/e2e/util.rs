@@ -234,6 +234,13 @@ pub fn corpus_dir(env: &Env) -> (PathBuf, sealift_fixtures::Layout) {
     (dir, layout)
 }
 
+/// The corpus imported into `env`'s store as `corpus:<name>` tags.
+pub fn imported_corpus(env: &Env) -> sealift_fixtures::Layout {
+    let (dir, layout) = corpus_dir(env);
+    env.ok(&["import", dir.to_str().unwrap(), "--tag", "corpus:latest"]);
+    layout
+}
+
 /// The digest of the index.json entry named `name`.
 pub fn ref_digest(layout: &sealift_fixtures::Layout, name: &str) -> String {
     layout

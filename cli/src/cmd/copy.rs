@@ -48,6 +48,20 @@ fn convert_opts(flags: &CopyFlags) -> Result<Option<Convert>> {
     Ok(Some(c))
 }
 
+/// The signature policy the flags ask for, read and checked before anything is opened.
+pub(crate) fn policy_opts(flags: &CopyFlags) -> Result<Option<sealift_trust::Policy>> {
+    let spec = sealift_trust::PolicySpec {
+        keys: flags.verify_key.clone(),
+        identity: flags.verify_identity.clone(),
+        issuer: flags.verify_issuer.clone(),
+        trusted_root: flags.trusted_root.clone(),
+    };
+    if spec.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(sealift_trust::Policy::from_spec(&spec)?))
+}
+
 fn open_opts(creds: &Option<String>, flags: &CopyFlags) -> Result<OpenOptions> {
     Ok(OpenOptions {
         credentials: creds.as_deref().map(parse_creds).transpose()?,
@@ -87,6 +101,7 @@ fn run_copy(
     out: &mut dyn Write,
 ) -> Result<Status> {
     let convert = convert_opts(flags)?;
+    let verify = policy_opts(flags)?;
     let needs_store = matches!(src, Location::Store(_)) || matches!(dst, Location::Store(_));
     let store = if needs_store {
         Some(ctx.open_store()?)
@@ -112,6 +127,7 @@ fn run_copy(
         progress: Some(byte_callback(&bar)),
         blob_progress: Some(crate::progress::per_blob(&bar)),
         convert,
+        verify,
     };
     let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
     let report = rt.block_on(async {
@@ -179,6 +195,13 @@ fn write_report(out: &mut dyn Write, r: &CopyReport) -> Result<()> {
         },
         plural(r.manifests_written, "manifest", "manifests")
     )?;
+    if let Some(v) = &r.verdict {
+        writeln!(
+            out,
+            "  signature: {} by {} ({})",
+            v.kind, v.signer, v.signature
+        )?;
+    }
     if r.referrers > 0 {
         writeln!(
             out,

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use sealift_oci::Digest;
 use sealift_store::image::MissingEdge;
 use sealift_store::Store;
+use sealift_trust::{Signer, Verdict};
 use serde::Serialize;
 
 use super::config;
@@ -32,6 +33,9 @@ struct ImageRow {
     /// Nodes recorded in the store whose file is missing or of the wrong size (what
     /// `verify` reports as a missing file; found with a stat, not a hash).
     missing_files: Vec<Digest>,
+    /// The signature policy's verdict when the image was admitted with one (`--verify-*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<Verdict>,
 }
 
 #[derive(Serialize)]
@@ -48,6 +52,26 @@ struct Summary {
     missing: Vec<MissingEdge>,
     missing_files: Vec<Digest>,
     present: bool,
+    signature: Option<Verdict>,
+}
+
+/// The verdict recorded when `digest` was admitted by a signature policy, if it was.
+pub(crate) fn verdict(store: &Store, digest: &Digest) -> Result<Option<Verdict>> {
+    Ok(store.state_get(
+        sealift_trust::STATE_NAMESPACE,
+        digest.to_string().as_bytes(),
+    )?)
+}
+
+/// A verdict in a table cell: who signed, briefly.
+fn signed_cell(v: Option<&Verdict>) -> String {
+    match v.map(|v| &v.signer) {
+        None => "-".to_string(),
+        Some(Signer::Key { fingerprint, .. }) => {
+            format!("key {}", &fingerprint[..fingerprint.len().min(19)])
+        }
+        Some(Signer::Identity { identity, .. }) => identity.clone(),
+    }
 }
 
 pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
@@ -80,6 +104,7 @@ pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
             },
             missing: s.missing,
             missing_files: s.missing_files,
+            signature: s.signature,
         });
     }
 
@@ -90,7 +115,16 @@ pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
             writeln!(out, "{}", r.reference)?;
         }
     } else {
-        let mut table = Table::new(&["REF", "DIGEST", "MEDIA TYPE", "PLATFORMS", "SIZE", "STATUS"]);
+        let mut table = Table::new(&[
+            "REF",
+            "DIGEST",
+            "MEDIA TYPE",
+            "PLATFORMS",
+            "SIZE",
+            // Before STATUS, which stays last (scripts read the row's end).
+            "SIGNED",
+            "STATUS",
+        ]);
         for r in rows {
             table.row(vec![
                 r.reference,
@@ -102,6 +136,7 @@ pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
                     r.platforms.join(",")
                 },
                 human_bytes(r.size),
+                signed_cell(r.signature.as_ref()),
                 r.status.to_string(),
             ]);
         }
@@ -120,6 +155,7 @@ fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
             missing: Vec::new(),
             missing_files: Vec::new(),
             present: false,
+            signature: None,
         });
     };
     let platforms = if g.manifest {
@@ -141,5 +177,6 @@ fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
         missing_files: g.missing_files,
         missing: g.missing,
         present: true,
+        signature: verdict(store, digest)?,
     })
 }

@@ -56,6 +56,9 @@ struct InspectDoc {
     manifest: Option<serde_json::Value>,
     graph: Node,
     images: Vec<ImageInfo>,
+    /// The signature policy's verdict when the image was admitted with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<sealift_trust::Verdict>,
 }
 
 pub fn run(ctx: &Context, args: &InspectArgs, out: &mut dyn Write) -> Result<Status> {
@@ -117,6 +120,7 @@ fn inspect(
         manifest,
         graph: tree.root,
         images,
+        signature: super::images::verdict(store, digest)?,
     })
 }
 
@@ -179,6 +183,14 @@ fn write_text(out: &mut dyn Write, doc: &InspectDoc) -> std::io::Result<()> {
         short_media_type(&doc.media_type)
     )?;
     writeln!(out, "Size:        {}", human_bytes(doc.size))?;
+    if let Some(v) = &doc.signature {
+        writeln!(out, "Signature:   {} by {}", v.kind, v.signer)?;
+        writeln!(out, "             found at {}", v.signature)?;
+        if let Some(t) = v.signed_at {
+            writeln!(out, "             signed (logged) at unix {t}")?;
+        }
+        writeln!(out, "             checked at unix {}", v.checked_at)?;
+    }
     writeln!(out)?;
     write_tree(out, &doc.graph, "", "")?;
     for img in &doc.images {

@@ -21,6 +21,14 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// The signature policy refused the image (nothing was written for it).
+    #[error("{source_ref}: {refusal}")]
+    Refused {
+        /// The image as the user named it.
+        source_ref: String,
+        /// Why, per signature found.
+        refusal: sealift_trust::TrustError,
+    },
     /// A manifest over 4 MiB.
     #[error("{0} is over the 4 MiB manifest limit")]
     TooLarge(String),

@@ -120,6 +120,14 @@ pub trait Sink: Send + Sync {
     ) -> Result<(), TransportError> {
         Ok(())
     }
+    /// Keep the signature policy's verdict on the image about to be tagged (the store
+    /// records it in its `state` tree; other destinations have nowhere to keep it).
+    async fn record_verdict(
+        &self,
+        _verdict: &sealift_trust::Verdict,
+    ) -> Result<(), TransportError> {
+        Ok(())
+    }
     /// Finish writing (tarballs are completed and renamed; layouts write index.json).
     async fn finish(&self) -> Result<(), TransportError>;
     /// How many blob transfers may run at once.

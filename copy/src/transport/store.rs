@@ -160,6 +160,17 @@ impl Sink for StoreSink {
         format!("store:{}", self.reference)
     }
 
+    async fn record_verdict(&self, verdict: &sealift_trust::Verdict) -> Result<(), TransportError> {
+        let store = self.store.clone();
+        let v = verdict.clone();
+        tokio::task::spawn_blocking(move || {
+            store.state_put(sealift_trust::STATE_NAMESPACE, v.image.as_bytes(), &v)?;
+            store.state_flush()?;
+            Ok(())
+        })
+        .await?
+    }
+
     async fn current(&self) -> Result<Option<Digest>, TransportError> {
         let store = self.store.clone();
         let r = self.reference.clone();
