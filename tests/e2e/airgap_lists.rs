@@ -1,0 +1,505 @@
+//! Issue 14, parts 2 and 3: image lists from Kubernetes manifests (`images-from`, `export
+//! --images-from`, a job's `images_from`, `--pin`) against the real registry; and
+//! `mirror-config`'s files used by the real clients: containerd's `ctr` pulling through
+//! `sealift serve` with the written `certs.d`, skopeo and podman with the written
+//! `registries.conf`. No network: every image comes from sealift.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sealift_fixtures::{mirror_corpus, mirror_repo, Layout};
+use sealift_testkit::Registry;
+use serde_json::Value;
+
+use super::serve::start_serve;
+use super::util::*;
+
+fn digest_of(layout: &Layout, name: &str) -> String {
+    layout.find_ref(name).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A registry holding the mirror corpus (3 repositories, tags 1.0 and 1.1).
+fn seeded_registry(env: &Env) -> (Registry, Layout) {
+    let layout = mirror_corpus(3, &["1.0", "1.1"], 4096);
+    layout.write_dir(&env.path("corpus")).unwrap();
+    let reg = Registry::start();
+    let seed = env.path("seed.toml");
+    std::fs::write(
+        &seed,
+        format!(
+            "[[job]]\nname = \"seed\"\nsource = \"oci:corpus\"\ndestination = \"docker://{}\"\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    env.ok(&["sync", "--config", seed.to_str().unwrap()]);
+    (reg, layout)
+}
+
+/// `helm template`-style output naming two of the registry's images (one twice), an image
+/// of Docker Hub, and kinds that hold no pod spec.
+fn manifests(host: &str) -> String {
+    let (r0, r1) = (mirror_repo(0), mirror_repo(1));
+    format!(
+        r#"---
+# Source: app/templates/config.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app
+data:
+  image: {host}/{r1}:1.0
+---
+# Source: app/templates/web.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      initContainers:
+        - name: init
+          image: {host}/{r1}:1.1
+      containers:
+        - name: web
+          image: "{host}/{r0}:1.0"
+        - name: proxy
+          image: nginx:1.25
+---
+# Source: app/templates/backup.yaml
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: backup
+spec:
+  schedule: "@daily"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+            - name: backup
+              image: {host}/{r0}:1.0
+"#
+    )
+}
+
+#[test]
+fn images_from_manifests_drive_sync_pin_and_export() {
+    let env = Env::new();
+    let (reg, layout) = seeded_registry(&env);
+    let host = reg.host();
+    let (r0, r1) = (mirror_repo(0), mirror_repo(1));
+    std::fs::write(env.path("app.yaml"), manifests(&host)).unwrap();
+    let app = env.path("app.yaml");
+    let app = app.to_str().unwrap();
+
+    // Normalised, each once, in first-seen order; ConfigMap data is not an image.
+    let listed = env.ok(&["images-from", app]);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        vec![
+            format!("{host}/{r1}:1.1"),
+            format!("{host}/{r0}:1.0"),
+            "docker.io/library/nginx:1.25".to_string(),
+        ]
+    );
+    let json: Value = serde_json::from_str(&env.ok(&["--json", "images-from", app])).unwrap();
+    assert_eq!(json[2]["host"], "docker.io");
+    assert_eq!(json[2]["repository"], "library/nginx");
+    assert_eq!(json[2]["store"], "docker.io/library/nginx:1.25");
+    assert_eq!(json[0]["file"], app);
+
+    // A job whose source is the registry copies that registry's images of the list (Docker
+    // Hub's is another job's), into the store under the registry's name, as pull does.
+    let job = format!(
+        "[[job]]\nname = \"app\"\nsource = \"docker://{host}\"\ndestination = \"store:\"\nimages_from = [\"app.yaml\"]\n"
+    );
+    let cfg = env.path("sync.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{job}\n[[job]]\nname = \"bundle\"\nsource = \"store:\"\ndestination = \"oci-archive:out/app.tar\"\nimages_from = [\"pinned.txt\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(env.path("out")).unwrap();
+    // The bundle job's list does not exist yet: loading the config names it and stops.
+    let err = env.fails(&["sync", "--config", cfg.to_str().unwrap(), "--job", "app"]);
+    assert!(
+        err.contains("sync.toml:11:")
+            && err.contains("job[1].images_from")
+            && err.contains("pinned.txt"),
+        "{err}"
+    );
+    let app_cfg = env.path("app.toml");
+    std::fs::write(&app_cfg, &job).unwrap();
+    env.ok(&["sync", "--config", app_cfg.to_str().unwrap()]);
+    let want = vec![
+        (
+            format!("{host}/{r0}:1.0"),
+            digest_of(&layout, &format!("{r0}:1.0")),
+        ),
+        (
+            format!("{host}/{r1}:1.1"),
+            digest_of(&layout, &format!("{r1}:1.1")),
+        ),
+    ];
+    assert_eq!(env.images(), want);
+
+    // Pinning needs every image in the store: nginx is not, and is named.
+    let err = env.fails(&["images-from", "--pin", app]);
+    assert!(
+        err.contains("docker.io/library/nginx:1.25") && err.contains("not in the store"),
+        "{err}"
+    );
+    let mine = env.path("mine.txt");
+    std::fs::write(
+        &mine,
+        format!("# the registry's images\n{host}/{r0}:1.0\n{host}/{r1}:1.1  # init\n"),
+    )
+    .unwrap();
+    let pinned = env.path("pinned.txt");
+    env.ok(&[
+        "images-from",
+        "--pin",
+        mine.to_str().unwrap(),
+        "-o",
+        pinned.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&pinned).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("{}@{}", want[0].0, want[0].1),
+            format!("{}@{}", want[1].0, want[1].1),
+        ]
+    );
+
+    // export --images-from takes the pinned list; the bundle imports elsewhere as the same
+    // images. The store-sourced bundle job writes the same set.
+    let bundle = env.path("pinned.tar");
+    env.ok(&[
+        "export",
+        "--images-from",
+        pinned.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    env.ok(&["sync", "--config", cfg.to_str().unwrap(), "--job", "bundle"]);
+    for tar in [bundle, env.path("out/app.tar")] {
+        let site = Env::new();
+        site.ok(&["import", tar.to_str().unwrap()]);
+        assert_eq!(site.images(), want, "{}", tar.display());
+    }
+    // A pinned entry whose tag has moved since is refused, naming it.
+    env.ok(&["tag", &want[1].0, &want[0].0]);
+    let err = env.fails(&[
+        "export",
+        "--images-from",
+        pinned.to_str().unwrap(),
+        "-o",
+        env.path("moved.tar").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(&want[0].0) && err.contains(&format!("now names {}", want[1].1)),
+        "{err}"
+    );
+    // The list names an image the store lacks: export says which.
+    let err = env.fails(&[
+        "export",
+        "--images-from",
+        app,
+        "-o",
+        env.path("x.tar").to_str().unwrap(),
+    ]);
+    assert!(err.contains("docker.io/library/nginx:1.25"), "{err}");
+}
+
+#[test]
+fn bad_manifests_are_refused_naming_file_document_and_line() {
+    let env = Env::new();
+    std::fs::write(
+        env.path("bad.yaml"),
+        "kind: Pod\nspec: {containers: [{name: a, image: alpine}]}\n---\nkind: Deployment\nspec:\n  template: [\n",
+    )
+    .unwrap();
+    let err = env.fails(&["images-from", env.path("bad.yaml").to_str().unwrap()]);
+    assert!(err.contains("bad.yaml: document 2 (line "), "{err}");
+    let cfg = env.path("sync.toml");
+    std::fs::write(
+        &cfg,
+        "[[job]]\nname = \"x\"\nsource = \"docker://registry.example:5000\"\ndestination = \"store:\"\n\
+         images_from = [\"bad.yaml\"]\n",
+    )
+    .unwrap();
+    let err = env.fails(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        err.contains("sync.toml:5:")
+            && err.contains("job[0].images_from")
+            && err.contains("document 2"),
+        "{err}"
+    );
+    std::fs::write(env.path("ok.txt"), "alpine\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[[job]]\nname = \"x\"\nsource = \"docker://registry.example:5000\"\ndestination = \"store:\"\n\
+         images_from = [\"ok.txt\"]\n",
+    )
+    .unwrap();
+    let err = env.fails(&["sync", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        err.contains("no image of registry.example:5000") && err.contains("docker.io"),
+        "{err}"
+    );
+}
+
+// ---- mirror-config with the real clients ----------------------------------------------------
+
+/// A store holding the corpus's amd64 image `mirror/r01:1.0` as Docker Hub's
+/// `docker.io/library/sealift-fixture:1.0` (as `pull` would file it) and an imported
+/// `apps/web:1` (no registry host: not mapped); `mirror-config ARGS` run on it (before
+/// serve, which holds the store), then the store served over plain HTTP on loopback at the
+/// address the configuration names.
+struct Served {
+    /// Keeps the store's directory for the server.
+    _env: Env,
+    child: Child,
+    out: std::path::PathBuf,
+    printed: String,
+    digest: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn served(format: &str, selectors: &[&str]) -> Served {
+    let env = Env::new();
+    let layout = mirror_corpus(2, &["1.0"], 4096);
+    let dir = env.path("corpus");
+    layout.write_dir(&dir).unwrap();
+    let src = format!("oci:{}:{}:1.0", dir.display(), mirror_repo(1));
+    env.ok(&["copy", &src, "store:docker.io/library/sealift-fixture:1.0"]);
+    env.ok(&["copy", &src, "store:apps/web:1"]);
+    // A free port now, for the server started after mirror-config.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let out = env.path("nodes");
+    let mut args = vec![
+        "mirror-config",
+        "--server",
+        &addr,
+        "--format",
+        format,
+        "--insecure",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend(selectors);
+    let printed = env.ok(&args);
+    let mut cmd = env.cmd();
+    cmd.args(["--json", "serve", "--addr", &addr]);
+    let (child, v) = start_serve(cmd);
+    assert_eq!(v["address"].as_str(), Some(addr.as_str()));
+    Served {
+        digest: digest_of(&layout, &format!("{}:1.0", mirror_repo(1))),
+        out,
+        printed,
+        child,
+        _env: env,
+    }
+}
+
+/// containerd with its own root, state, socket and config in `dir` (run as root, as CI
+/// does); stopped on drop.
+struct Containerd {
+    child: Child,
+    socket: String,
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn containerd(dir: &Path) -> Containerd {
+    let config = dir.join("config.toml");
+    // Only what a pull needs: no CRI plugin (it would want a CNI setup) and no TCP listener.
+    std::fs::write(
+        &config,
+        "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+    )
+    .unwrap();
+    let socket = dir.join("containerd.sock").to_str().unwrap().to_string();
+    let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+    let child = tool("containerd")
+        .arg("--config")
+        .arg(&config)
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--address")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting containerd");
+    let mut c = Containerd { child, socket };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = Command::new("ctr")
+            .args(["--address", &c.socket, "version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if up {
+            return c;
+        }
+        if let Some(s) = c.child.try_wait().unwrap() {
+            panic!(
+                "containerd exited ({s}): {}",
+                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "containerd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn containerd_pulls_a_docker_hub_name_through_serve_with_the_written_hosts_toml() {
+    let s = served("containerd", &[]);
+    let (out, printed) = (&s.out, &s.printed);
+    assert!(
+        printed.contains("certs.d/docker.io/hosts.toml"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("apps/web"),
+        "the host-less repository is named: {printed}"
+    );
+    assert!(!out.join("certs.d/apps").exists());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let c = containerd(tmp.path());
+    let image = "docker.io/library/sealift-fixture:1.0";
+    let pull = tool("ctr")
+        .args([
+            "--address",
+            &c.socket,
+            "images",
+            "pull",
+            "--platform",
+            "linux/amd64",
+        ])
+        .arg("--hosts-dir")
+        .arg(out.join("certs.d"))
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        pull.status.success(),
+        "ctr pull failed:\n{}\n{}",
+        String::from_utf8_lossy(&pull.stdout),
+        String::from_utf8_lossy(&pull.stderr)
+    );
+    let listed = tool_ok("ctr", &["--address", &c.socket, "images", "ls"]);
+    let listed = String::from_utf8_lossy(&listed);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(image))
+        .unwrap_or_else(|| panic!("{image} not in ctr images ls:\n{listed}"));
+    assert!(line.contains(&s.digest), "{line} (want {})", s.digest);
+}
+
+#[test]
+fn skopeo_and_podman_pull_through_serve_with_the_written_registries_conf() {
+    let s = served("registries-conf", &["docker.io/**"]);
+    assert!(
+        !s.printed.contains("apps/web"),
+        "the selector leaves it out: {}",
+        s.printed
+    );
+    let conf = s.out.join("registries.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert_eq!(text.matches("[[registry]]").count(), 1, "{text}");
+    let raw = tool("skopeo")
+        .arg("--registries-conf")
+        .arg(&conf)
+        .args([
+            "inspect",
+            "--raw",
+            "docker://docker.io/library/sealift-fixture:1.0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "skopeo inspect failed: {}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(sha256_hex(&raw.stdout), s.digest);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let podman = tool("podman")
+        .env("CONTAINERS_REGISTRIES_CONF", &conf)
+        .arg("--root")
+        .arg(tmp.path().join("root"))
+        .arg("--runroot")
+        .arg(tmp.path().join("runroot"))
+        .args(PODMAN_FLAGS)
+        .args(["pull", "-q", "docker.io/library/sealift-fixture:1.0"])
+        .output()
+        .unwrap();
+    assert!(
+        podman.status.success(),
+        "podman pull failed: {}",
+        String::from_utf8_lossy(&podman.stderr)
+    );
+    let digest = tool("podman")
+        .arg("--root")
+        .arg(tmp.path().join("root"))
+        .arg("--runroot")
+        .arg(tmp.path().join("runroot"))
+        .args(PODMAN_FLAGS)
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            "docker.io/library/sealift-fixture:1.0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&digest.stdout).trim(), s.digest);
+}
+
+/// podman as a test runs it: vfs storage (no overlay mount needed), no systemd.
+const PODMAN_FLAGS: [&str; 6] = [
+    "--storage-driver",
+    "vfs",
+    "--cgroup-manager",
+    "cgroupfs",
+    "--events-backend",
+    "none",
+];
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
