@@ -62,6 +62,10 @@ pub struct MirrorConfigArgs {
     /// written and the nodes' own credentials apply
     #[arg(long, value_name = "VAR", requires = "username")]
     pub password_env: Option<String>,
+    /// Read the repositories from the running server's catalog instead of the store (which
+    /// `sealift serve` holds while it runs); with --insecure or --ca as written
+    #[arg(long, conflicts_with = "selectors")]
+    pub from_server: bool,
     /// Registry hosts to map even when the store holds no image of theirs (repeatable)
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,

@@ -135,19 +135,28 @@ pub fn check_host(what: &'static str, h: &str) -> Result<(), MirrorError> {
 
 /// The registry hosts of the store's images: the first component of each repository that
 /// names one (`docker.io/library/nginx` → `docker.io`, as `pull` and registry sync jobs
-/// file images), for the repositories `keep` accepts. Repositories without a host (an
-/// imported layout's `apps/web`) come back apart: no client asks a mirror for them.
+/// file images), for the tags `keep` accepts. Repositories without a host (an imported
+/// layout's `apps/web`) come back apart: no client asks a mirror for them.
 pub fn held_hosts(
     store: &Store,
     keep: &dyn Fn(&str, &str) -> bool,
 ) -> Result<(BTreeSet<String>, BTreeSet<String>), MirrorError> {
+    let tags = store.tags()?;
+    Ok(hosts_of(
+        tags.iter()
+            .filter(|t| keep(t.repo.as_str(), t.tag.as_str()))
+            .map(|t| t.repo.as_str()),
+    ))
+}
+
+/// The registry hosts of `repos` (as [`held_hosts`]; a server's catalog lists the same
+/// names), and apart the repositories that name none.
+pub fn hosts_of<'a>(
+    repos: impl IntoIterator<Item = &'a str>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut hosts = BTreeSet::new();
     let mut unmapped = BTreeSet::new();
-    for t in store.tags()? {
-        let repo = t.repo.as_str();
-        if !keep(repo, t.tag.as_str()) {
-            continue;
-        }
+    for repo in repos {
         match repo.split_once('/') {
             Some((h, _)) if h.contains('.') || h.contains(':') || h == "localhost" => {
                 hosts.insert(h.to_string());
@@ -157,7 +166,7 @@ pub fn held_hosts(
             }
         }
     }
-    Ok((hosts, unmapped))
+    (hosts, unmapped)
 }
 
 /// The files of `opts`'s format.

@@ -268,8 +268,8 @@ fn bad_manifests_are_refused_naming_file_document_and_line() {
 /// serve, which holds the store), then the store served over plain HTTP on loopback at the
 /// address the configuration names.
 struct Served {
-    /// Keeps the store's directory for the server.
-    _env: Env,
+    /// The store's directory (kept for the server).
+    env: Env,
     child: Child,
     out: std::path::PathBuf,
     printed: String,
@@ -284,6 +284,12 @@ impl Drop for Served {
 }
 
 fn served(format: &str, selectors: &[&str]) -> Served {
+    served_with(format, selectors, false)
+}
+
+/// As [`served`]; with `tls`, served over HTTPS with a self-signed certificate for
+/// 127.0.0.1, which `mirror-config --ca` copies beside the configuration.
+fn served_with(format: &str, selectors: &[&str], tls: bool) -> Served {
     let env = Env::new();
     let layout = mirror_corpus(2, &["1.0"], 4096);
     let dir = env.path("corpus");
@@ -298,20 +304,29 @@ fn served(format: &str, selectors: &[&str]) -> Served {
         .unwrap()
         .to_string();
     let out = env.path("nodes");
+    let (cert, key) = sealift_testkit::self_signed_cert(env.dir.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let mut args = vec![
         "mirror-config",
         "--server",
         &addr,
         "--format",
         format,
-        "--insecure",
         "-o",
         out.to_str().unwrap(),
     ];
+    if tls {
+        args.extend(["--ca", cert]);
+    } else {
+        args.push("--insecure");
+    }
     args.extend(selectors);
     let printed = env.ok(&args);
     let mut cmd = env.cmd();
     cmd.args(["--json", "serve", "--addr", &addr]);
+    if tls {
+        cmd.args(["--tls-cert", cert, "--tls-key", key]);
+    }
     let (child, v) = start_serve(cmd);
     assert_eq!(v["address"].as_str(), Some(addr.as_str()));
     Served {
@@ -319,7 +334,7 @@ fn served(format: &str, selectors: &[&str]) -> Served {
         out,
         printed,
         child,
-        _env: env,
+        env,
     }
 }
 
@@ -381,6 +396,46 @@ fn containerd(dir: &Path) -> Containerd {
     }
 }
 
+/// `ctr images pull --hosts-dir DIR IMAGE` on `c`: its output and whether it worked.
+fn ctr_pull(c: &Containerd, hosts_dir: &Path, image: &str) -> (bool, String) {
+    let pull = tool("ctr")
+        .args([
+            "--address",
+            &c.socket,
+            "images",
+            "pull",
+            "--platform",
+            "linux/amd64",
+        ])
+        .arg("--hosts-dir")
+        .arg(hosts_dir)
+        .arg(image)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&pull.stdout),
+        String::from_utf8_lossy(&pull.stderr)
+    );
+    (pull.status.success(), text)
+}
+
+/// The digest `ctr images ls` gives `image`.
+fn ctr_digest(c: &Containerd, image: &str) -> String {
+    let listed = tool_ok("ctr", &["--address", &c.socket, "images", "ls"]);
+    let listed = String::from_utf8_lossy(&listed);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(image))
+        .unwrap_or_else(|| panic!("{image} not in ctr images ls:\n{listed}"));
+    line.split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest in {line}"))
+        .to_string()
+}
+
+const FIXTURE: &str = "docker.io/library/sealift-fixture:1.0";
+
 #[test]
 fn containerd_pulls_a_docker_hub_name_through_serve_with_the_written_hosts_toml() {
     let s = served("containerd", &[]);
@@ -397,34 +452,41 @@ fn containerd_pulls_a_docker_hub_name_through_serve_with_the_written_hosts_toml(
 
     let tmp = tempfile::tempdir().unwrap();
     let c = containerd(tmp.path());
-    let image = "docker.io/library/sealift-fixture:1.0";
-    let pull = tool("ctr")
-        .args([
-            "--address",
-            &c.socket,
-            "images",
-            "pull",
-            "--platform",
-            "linux/amd64",
-        ])
-        .arg("--hosts-dir")
-        .arg(out.join("certs.d"))
-        .arg(image)
-        .output()
-        .unwrap();
+    let (ok, text) = ctr_pull(&c, &out.join("certs.d"), FIXTURE);
+    assert!(ok, "ctr pull failed:\n{text}");
+    assert_eq!(ctr_digest(&c, FIXTURE), s.digest);
+}
+
+#[test]
+fn containerd_checks_the_served_certificate_against_the_copied_ca() {
+    let s = served_with("containerd", &[], true);
+    let hosts_dir = s.out.join("certs.d");
+    let toml = std::fs::read_to_string(hosts_dir.join("docker.io/hosts.toml")).unwrap();
+    assert!(toml.contains("[host.\"https://127.0.0.1:"), "{toml}");
+    assert!(hosts_dir.join("docker.io/sealift-ca.crt").is_file());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let c = containerd(tmp.path());
+    // Without the CA the server's certificate does not verify: the pull fails.
+    let bare = tmp.path().join("bare/docker.io");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::write(
+        bare.join("hosts.toml"),
+        toml.lines()
+            .filter(|l| !l.contains("ca ="))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let (ok, text) = ctr_pull(&c, &tmp.path().join("bare"), FIXTURE);
     assert!(
-        pull.status.success(),
-        "ctr pull failed:\n{}\n{}",
-        String::from_utf8_lossy(&pull.stdout),
-        String::from_utf8_lossy(&pull.stderr)
+        !ok && text.contains("certificate"),
+        "pulled without the CA:\n{text}"
     );
-    let listed = tool_ok("ctr", &["--address", &c.socket, "images", "ls"]);
-    let listed = String::from_utf8_lossy(&listed);
-    let line = listed
-        .lines()
-        .find(|l| l.starts_with(image))
-        .unwrap_or_else(|| panic!("{image} not in ctr images ls:\n{listed}"));
-    assert!(line.contains(&s.digest), "{line} (want {})", s.digest);
+    // With it (named relative to hosts.toml, as written), the pull works.
+    let (ok, text) = ctr_pull(&c, &hosts_dir, FIXTURE);
+    assert!(ok, "ctr pull failed:\n{text}");
+    assert_eq!(ctr_digest(&c, FIXTURE), s.digest);
 }
 
 #[test]
@@ -438,6 +500,32 @@ fn skopeo_and_podman_pull_through_serve_with_the_written_registries_conf() {
     let conf = s.out.join("registries.conf");
     let text = std::fs::read_to_string(&conf).unwrap();
     assert_eq!(text.matches("[[registry]]").count(), 1, "{text}");
+    // While serve holds the store, the same file comes from the server's catalog.
+    let addr = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location = \"")?
+                .strip_suffix("/docker.io\"")
+        })
+        .unwrap()
+        .to_string();
+    let again = s.env.path("again");
+    let printed = s.env.ok(&[
+        "mirror-config",
+        "--from-server",
+        "--server",
+        &addr,
+        "--format",
+        "registries-conf",
+        "--insecure",
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("apps/web"), "{printed}");
+    assert_eq!(
+        std::fs::read_to_string(again.join("registries.conf")).unwrap(),
+        text
+    );
     let raw = tool("skopeo")
         .arg("--registries-conf")
         .arg(&conf)

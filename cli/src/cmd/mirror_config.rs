@@ -8,6 +8,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context as _, Result};
 use sealift_layout::select;
+use sealift_registry::{Registry, RegistryConfig};
 use sealift_serve::mirror::{self, MirrorOptions, MirrorTls};
 
 use crate::cli::{MirrorConfigArgs, MirrorFormat};
@@ -31,28 +32,11 @@ pub fn run(ctx: &Context, args: &MirrorConfigArgs, out: &mut dyn Write) -> Resul
     if auth.is_some() && format != mirror::MirrorFormat::K3s {
         bail!("--username/--password-env go into k3s's registries.yaml only; containerd and podman nodes log in themselves");
     }
-    let store = ctx.open_store()?;
-    let chosen: Option<BTreeSet<(String, String)>> = if args.selectors.is_empty() {
-        None
+    let (mut hosts, unmapped) = if args.from_server {
+        server_hosts(args)?
     } else {
-        let refs = select::resolve(&store, &args.selectors).context("selecting images")?;
-        Some(
-            refs.iter()
-                .map(|r| {
-                    let tag = r.tag.as_ref().map(ToString::to_string).unwrap_or_default();
-                    (r.repo.to_string(), tag)
-                })
-                .collect(),
-        )
+        store_hosts(ctx, args)?
     };
-    let keep = |repo: &str, tag: &str| {
-        chosen.as_ref().is_none_or(|c| {
-            c.contains(&(repo.to_string(), tag.to_string()))
-                // A selector by digest names no tag: every tag of its repository counts.
-                || c.contains(&(repo.to_string(), String::new()))
-        })
-    };
-    let (mut hosts, unmapped) = mirror::held_hosts(&store, &keep)?;
     hosts.extend(args.hosts.iter().cloned());
     let opts = MirrorOptions {
         server: args.server.clone(),
@@ -97,4 +81,46 @@ pub fn run(ctx: &Context, args: &MirrorConfigArgs, out: &mut dyn Write) -> Resul
         }
     }
     Ok(Status::Success)
+}
+
+type Hosts = (BTreeSet<String>, BTreeSet<String>);
+
+/// The hosts of the images the store holds (of those the selectors name, if any).
+fn store_hosts(ctx: &Context, args: &MirrorConfigArgs) -> Result<Hosts> {
+    let store = ctx.open_store()?;
+    let chosen: Option<BTreeSet<(String, String)>> = if args.selectors.is_empty() {
+        None
+    } else {
+        let refs = select::resolve(&store, &args.selectors).context("selecting images")?;
+        Some(
+            refs.iter()
+                .map(|r| {
+                    let tag = r.tag.as_ref().map(ToString::to_string).unwrap_or_default();
+                    (r.repo.to_string(), tag)
+                })
+                .collect(),
+        )
+    };
+    let keep = |repo: &str, tag: &str| {
+        chosen.as_ref().is_none_or(|c| {
+            c.contains(&(repo.to_string(), tag.to_string()))
+                // A selector by digest names no tag: every tag of its repository counts.
+                || c.contains(&(repo.to_string(), String::new()))
+        })
+    };
+    Ok(mirror::held_hosts(&store, &keep)?)
+}
+
+/// The hosts of the repositories the running server's catalog lists.
+fn server_hosts(args: &MirrorConfigArgs) -> Result<Hosts> {
+    let mut cfg = RegistryConfig::new(&args.server);
+    cfg.insecure = args.insecure;
+    cfg.http_fallback = false;
+    cfg.ca_file = args.ca.clone();
+    let client = Registry::new(cfg).with_context(|| format!("reaching {}", args.server))?;
+    let rt = crate::runtime::build(crate::runtime::Workers::Transfer)?;
+    let repos = rt
+        .block_on(client.catalog())
+        .with_context(|| format!("reading the catalog of {}", args.server))?;
+    Ok(mirror::hosts_of(repos.iter().map(String::as_str)))
 }
