@@ -10,7 +10,7 @@
 //! `ephemeralContainers` entry. Other kinds are ignored; `List` kinds (`kind: List`,
 //! `DeploymentList`, …) are read item by item. A file is YAML when its name ends in
 //! `.yaml`, `.yml` or `.json`, or, for any other name, when a line starts with `kind:` or
-//! `apiVersion:`; otherwise it is a text list.
+//! `apiVersion:` or it opens with `{` (JSON, which is YAML); otherwise it is a text list.
 //!
 //! Bounds: a file is read up to [`MAX_LIST_SIZE`] (more is refused before parsing); YAML
 //! aliases are expanded by the parser under its repetition limit (an alias bomb is an
@@ -155,9 +155,12 @@ pub fn read_list(path: &Path) -> Result<Vec<ImageRef>, ImageListError> {
 fn is_yaml(text: &str, path: &Path) -> bool {
     match path.extension().and_then(|e| e.to_str()) {
         Some("yaml" | "yml" | "json") => true,
-        _ => text
-            .lines()
-            .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:")),
+        _ => {
+            text.trim_start().starts_with('{')
+                || text
+                    .lines()
+                    .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:"))
+        }
     }
 }
 
@@ -209,10 +212,13 @@ fn parse_yaml(text: &str, path: &Path) -> Result<Vec<ImageRef>, ImageListError> 
         let value = Value::deserialize(doc).map_err(|e| ImageListError::Yaml {
             path: path.to_path_buf(),
             document,
-            at: e
-                .location()
-                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-                .unwrap_or_default(),
+            // The parser's message usually says where already.
+            at: match e.location() {
+                Some(l) if !e.to_string().contains(" line ") => {
+                    format!(" (line {}, column {})", l.line(), l.column())
+                }
+                _ => String::new(),
+            },
             reason: e.to_string(),
         })?;
         let mut cx = Walk {

@@ -129,11 +129,13 @@ items:
         metadata: {name: p}
         spec: {containers: [{name: p, image: "b:2"}]}
 "#;
-    // Not named .yaml: recognised by its content.
+    // Not named .yaml: recognised by its content, JSON too.
     assert_eq!(
         names(text, "kubectl-get-output"),
         vec!["docker.io/library/a:1", "docker.io/library/b:2"]
     );
+    let json = r#"{"kind": "Pod", "spec": {"containers": [{"name": "c", "image": "c:3"}]}}"#;
+    assert_eq!(names(json, "pod"), vec!["docker.io/library/c:3"]);
 }
 
 #[test]
@@ -157,7 +159,10 @@ fn malformed_yaml_names_the_document_and_line() {
     let text =
         "kind: Pod\nspec: {containers: [{image: a}]}\n---\nkind: Pod\nspec:\n  containers: [\n";
     let e = error(text, "bad.yaml");
-    assert!(e.starts_with("bad.yaml: document 2 (line "), "{e}");
+    assert!(
+        e.starts_with("bad.yaml: document 2: ") && e.contains(" line "),
+        "{e}"
+    );
     let text =
         "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: 'UPPER/case'}]}\n";
     let e = error(text, "bad.yaml");

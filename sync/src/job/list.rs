@@ -33,16 +33,16 @@ type TagList = Result<Option<Vec<String>>, String>;
 pub(crate) async fn list_source(cx: &Ctx<'_>) -> Result<Listing, String> {
     let (job, source) = (cx.job, &cx.places.source);
     if let Some(from) = &job.images_from {
-        // The lists name every image: nothing is listed (a tag the source lacks fails
-        // its image when checked).
+        // The lists name every image: nothing is listed (a tag the source lacks fails its
+        // image when checked). Read now, so a daemon follows lists that change.
+        let lists = from.clone();
+        let images = tokio::task::spawn_blocking(move || lists.images())
+            .await
+            .map_err(|e| e.to_string())??;
         return Ok(Listing {
-            images: from
-                .images
-                .iter()
-                .map(|(repo, tag)| Image {
-                    repo: repo.clone(),
-                    tag: tag.clone(),
-                })
+            images: images
+                .into_iter()
+                .map(|(repo, tag)| Image { repo, tag })
                 .collect(),
             tags: BTreeMap::new(),
         });
