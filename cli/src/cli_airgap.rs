@@ -66,6 +66,13 @@ pub struct MirrorConfigArgs {
     /// `sealift serve` holds while it runs); with --insecure or --ca as written
     #[arg(long, conflicts_with = "selectors")]
     pub from_server: bool,
+    /// The sync config of --job
+    #[arg(long, value_name = "FILE", requires = "job")]
+    pub config: Option<PathBuf>,
+    /// Map the registry hosts this sync job fetches from (its docker://HOST source, or the
+    /// hosts its images_from lists name) instead of the store's
+    #[arg(long, value_name = "NAME", requires = "config", conflicts_with_all = ["from_server", "selectors"])]
+    pub job: Option<String>,
     /// Registry hosts to map even when the store holds no image of theirs (repeatable)
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,

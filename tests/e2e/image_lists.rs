@@ -205,6 +205,29 @@ fn images_from_manifests_drive_sync_pin_and_export() {
         env.path("x.tar").to_str().unwrap(),
     ]);
     assert!(err.contains("docker.io/library/nginx:1.25"), "{err}");
+    // mirror-config --job maps the hosts a job fetches from, without the store (a daemon
+    // or serve may hold it): the bundle job's pinned list names the registry's images.
+    let nodes = env.path("nodes");
+    let printed = env.ok(&[
+        "mirror-config",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--job",
+        "bundle",
+        "--server",
+        "mirror.site:5443",
+        "--format",
+        "k3s",
+        "-o",
+        nodes.to_str().unwrap(),
+    ]);
+    assert!(
+        printed.contains(&format!("Mapped {host} to mirror.site:5443")),
+        "{printed}"
+    );
+    let yaml = std::fs::read_to_string(nodes.join("registries.yaml")).unwrap();
+    assert!(yaml.contains(&format!("\"{host}\":")), "{yaml}");
+
     // A job reads its lists again at every run: an image added to the manifest is copied.
     let r2 = mirror_repo(2);
     let mut yaml = manifests(&host);

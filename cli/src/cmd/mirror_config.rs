@@ -32,7 +32,9 @@ pub fn run(ctx: &Context, args: &MirrorConfigArgs, out: &mut dyn Write) -> Resul
     if auth.is_some() && format != mirror::MirrorFormat::K3s {
         bail!("--username/--password-env go into k3s's registries.yaml only; containerd and podman nodes log in themselves");
     }
-    let (mut hosts, unmapped) = if args.from_server {
+    let (mut hosts, unmapped) = if let (Some(config), Some(job)) = (&args.config, &args.job) {
+        job_hosts(config, job)?
+    } else if args.from_server {
         server_hosts(args)?
     } else {
         store_hosts(ctx, args)?
@@ -123,4 +125,24 @@ fn server_hosts(args: &MirrorConfigArgs) -> Result<Hosts> {
         .block_on(client.catalog())
         .with_context(|| format!("reading the catalog of {}", args.server))?;
     Ok(mirror::hosts_of(repos.iter().map(String::as_str)))
+}
+
+/// The hosts sync job `name` of `config` fetches from.
+fn job_hosts(config: &std::path::Path, name: &str) -> Result<Hosts> {
+    let config = sealift_sync::config::Config::load(config)?;
+    let job = config
+        .job(name)
+        .with_context(|| format!("{}: no job {name:?}", config.path.display()))?;
+    let hosts = match (&job.images_from, &job.source) {
+        (Some(from), _) => from
+            .hosts()
+            .map_err(|e| anyhow::anyhow!("job {name}: {e}"))?,
+        (None, sealift_sync::config::Place::Registry { host, .. }) => {
+            [host.clone()].into_iter().collect()
+        }
+        (None, source) => bail!(
+            "job {name} fetches from {source}, no registry: name its images' hosts with --host, or run without --job"
+        ),
+    };
+    Ok((hosts, BTreeSet::new()))
 }

@@ -41,6 +41,19 @@ impl ImagesFrom {
         Ok(out)
     }
 
+    /// The registry hosts of the images the lists name now (for a registry source, its
+    /// host), for `mirror-config --job`.
+    pub fn hosts(&self) -> Result<std::collections::BTreeSet<String>, String> {
+        if let Some(h) = &self.host {
+            return Ok([h.clone()].into_iter().collect());
+        }
+        Ok(self
+            .images()?
+            .into_iter()
+            .filter_map(|(repo, _)| repo.split_once('/').map(|(h, _)| h.to_string()))
+            .collect())
+    }
+
     fn read_into(
         &self,
         path: &std::path::Path,
