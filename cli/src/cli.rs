@@ -16,6 +16,8 @@ use sealift_oci::{Platform, Repo, StoreRef, Tag};
 use sealift_serve::ServeOptions;
 use sealift_store::Location;
 
+pub use crate::cli_airgap::{ImagesFromArgs, MirrorConfigArgs, MirrorFormat, VerifyFlags};
+
 /// Keep container images in an embedded content-addressed store and move them between
 /// registries, OCI layouts and tarballs.
 #[derive(Debug, Parser)]
@@ -75,6 +77,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write what the store holds (blob and manifest digests), for delta bundles (export --base)
     Inventory(InventoryArgs),
+    /// Print the images Kubernetes manifests or text lists name, normalised (optionally pinned)
+    ImagesFrom(ImagesFromArgs),
+    /// Write containerd, podman/CRI-O or k3s configuration that pulls through `sealift serve`
+    MirrorConfig(MirrorConfigArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     Completions(CompletionsArgs),
     /// Write the man pages (sealift.1, sealift-COMMAND.1, …) to a directory, or print one
@@ -122,18 +128,8 @@ pub struct CopyFlags {
     /// Write Docker schema2 or OCI manifests (new digests; same content and configs)
     #[arg(long, value_enum, value_name = "oci|docker")]
     pub format: Option<ManifestFormat>,
-    /// Admit the image only if signed by this key (PEM: ECDSA, RSA, Ed25519); repeatable
-    #[arg(long, value_name = "PUBKEY.pem")]
-    pub verify_key: Vec<PathBuf>,
-    /// Admit a keyless Sigstore bundle by this identity (with --verify-issuer, --trusted-root)
-    #[arg(long, value_name = "IDENTITY")]
-    pub verify_identity: Option<String>,
-    /// The keyless signer's OIDC issuer, exactly
-    #[arg(long, value_name = "URL")]
-    pub verify_issuer: Option<String>,
-    /// Sigstore trusted_root.json (Fulcio, Rekor, CT log keys): checked offline
-    #[arg(long, value_name = "FILE")]
-    pub trusted_root: Option<PathBuf>,
+    #[command(flatten)]
+    pub verify: VerifyFlags,
 }
 
 /// `--dest-compress`: layer compression at the destination.
@@ -304,8 +300,12 @@ pub struct ExportArgs {
 
     /// Images to export: repo:tag, repo@sha256:…, or a pattern over the store's tags
     /// (apps/*:v1.*, repo:*, apps/** — a pattern without :TAG takes every tag)
-    #[arg(value_name = "SELECTOR", required = true)]
+    #[arg(value_name = "SELECTOR", required_unless_present = "images_from")]
     pub references: Vec<sealift_layout::Selector>,
+
+    /// Also export the images Kubernetes manifests or text lists name (see images-from)
+    #[arg(long, value_name = "FILE")]
+    pub images_from: Vec<PathBuf>,
 
     /// Also export each image's referrers (SBOMs, signatures)
     #[arg(long)]

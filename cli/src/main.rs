@@ -5,6 +5,7 @@
 //! (`sealift images | head -1`) is success, not an error.
 
 mod cli;
+mod cli_airgap;
 mod cmd;
 mod context;
 mod output;

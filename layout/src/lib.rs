@@ -16,6 +16,7 @@ pub mod entry;
 pub mod error;
 pub mod export;
 pub mod format;
+pub mod image_list;
 pub mod import;
 pub mod inventory;
 pub mod select;

@@ -17,6 +17,7 @@ pub mod compression;
 pub mod config;
 pub mod diffid;
 pub mod digest;
+pub mod image_ref;
 pub mod manifest;
 pub mod media_type;
 pub mod platform;
@@ -25,6 +26,7 @@ pub mod verify;
 
 pub use config::ImageConfig;
 pub use digest::{Algorithm, Digest};
+pub use image_ref::ImageRef;
 pub use manifest::{Descriptor, ManifestKind, ManifestView};
 pub use platform::Platform;
 pub use reference::{Repo, StoreRef, Tag};

@@ -36,6 +36,7 @@ mod conn;
 mod error;
 mod listen;
 mod manifest;
+pub mod mirror;
 mod range;
 mod reach;
 mod referrer;

@@ -50,11 +50,12 @@ fn convert_opts(flags: &CopyFlags) -> Result<Option<Convert>> {
 
 /// The signature policy the flags ask for, read and checked before anything is opened.
 pub(crate) fn policy_opts(flags: &CopyFlags) -> Result<Option<sealift_trust::Policy>> {
+    let v = &flags.verify;
     let spec = sealift_trust::PolicySpec {
-        keys: flags.verify_key.clone(),
-        identity: flags.verify_identity.clone(),
-        issuer: flags.verify_issuer.clone(),
-        trusted_root: flags.trusted_root.clone(),
+        keys: v.verify_key.clone(),
+        identity: v.verify_identity.clone(),
+        issuer: v.verify_issuer.clone(),
+        trusted_root: v.trusted_root.clone(),
     };
     if spec.is_empty() {
         return Ok(None);

@@ -14,7 +14,7 @@ use sealift_copy::transport::{open_sink, open_source, OpenOptions};
 use sealift_copy::Clients;
 use sealift_layout::docker_archive::{export_docker_archive, DockerArchiveOptions};
 use sealift_layout::{
-    select, split, ExportOptions, ExportReport, ImportOptions, ImportReport, Inventory,
+    image_list, select, split, ExportOptions, ExportReport, ImportOptions, ImportReport, Inventory,
 };
 use sealift_oci::{Digest, StoreRef};
 use sealift_registry::Credentials;
@@ -224,8 +224,13 @@ pub fn export(ctx: &Context, args: &ExportArgs, out: &mut dyn Write) -> Result<S
         .transpose()?;
     let store = ctx.open_store()?;
     let path = args.output.display().to_string();
-    let selectors: Vec<String> = args.references.iter().map(ToString::to_string).collect();
-    let refs = select::resolve(&store, &args.references)
+    let mut chosen = args.references.clone();
+    if !args.images_from.is_empty() {
+        let listed = image_list::read_lists(&args.images_from)?;
+        chosen.extend(image_list::selectors(&store, &listed)?);
+    }
+    let selectors: Vec<String> = chosen.iter().map(ToString::to_string).collect();
+    let refs = select::resolve(&store, &chosen)
         .with_context(|| format!("selecting {}", selectors.join(", ")))?;
     let bar = ctx.progress.bytes(format!("exporting to {path}"));
     let report = if docker {

@@ -7,10 +7,12 @@ pub(crate) mod docs;
 mod du;
 mod gc;
 mod images;
+mod images_from;
 mod init;
 mod inspect;
 pub(crate) mod layout;
 mod migrate;
+mod mirror_config;
 pub(crate) mod serve;
 pub mod sync;
 mod tag;
@@ -152,6 +154,8 @@ fn dispatch(ctx: &Context, command: Command, out: &mut dyn Write) -> Result<Stat
         Command::Import(a) => layout::import(ctx, &a, out),
         Command::Export(a) => layout::export(ctx, &a, out),
         Command::Inventory(a) => layout::inventory(ctx, &a, out),
+        Command::ImagesFrom(a) => images_from::run(ctx, &a, out),
+        Command::MirrorConfig(a) => mirror_config::run(ctx, &a, out),
         Command::Copy(a) => copy::copy_cmd(ctx, &a, out),
         Command::Pull(a) => copy::pull(ctx, &a, out),
         Command::Push(a) => copy::push(ctx, &a, out),

@@ -9,6 +9,7 @@ use toml::Spanned;
 use sealift_oci::Platform;
 
 use super::error::{ConfigError, Cx};
+use super::images_from::{self, ImagesFrom};
 use super::place::{parse_place, place_repo, Place};
 use super::schedule::Schedule;
 use super::select::{self, NameFilter, TagSelection};
@@ -61,6 +62,9 @@ pub struct JobConfig {
     pub schedule: Option<Schedule>,
     /// What to remove at the destination.
     pub retention: Retention,
+    /// `images_from`: the images to copy, from Kubernetes manifests or text lists, instead
+    /// of the source's repositories and tags.
+    pub images_from: Option<ImagesFrom>,
 }
 
 /// Check every `[[job]]`, in file order.
@@ -114,6 +118,22 @@ fn parse_job(
             "the source names one repository; repository filters apply to a whole registry, store or layout".into(),
         ));
     }
+    let images_from = images_from::parse(
+        cx,
+        &k("images_from"),
+        j.images_from.as_ref(),
+        &source,
+        resolve,
+    )?;
+    if let (Some(_), Some(f)) = (&images_from, &j.images_from) {
+        if j.tags.is_some() || !repositories.is_empty() {
+            return Err(cx.at(
+                f,
+                &k("images_from"),
+                "the lists name repositories and tags: drop [job.tags] and repositories".into(),
+            ));
+        }
+    }
     let tags = tags(cx, j.tags.unwrap_or_default(), &k)?;
     let mut platforms = Vec::new();
     for p in j.platforms.unwrap_or_default() {
@@ -157,6 +177,7 @@ fn parse_job(
         immutable_tags,
         schedule,
         retention,
+        images_from,
     })
 }
 
@@ -373,4 +394,5 @@ pub(crate) struct RawJob {
     immutable_tags: Option<Vec<Spanned<String>>>,
     schedule: Option<Spanned<String>>,
     retention: Option<RawRetention>,
+    images_from: Option<Spanned<Vec<Spanned<String>>>>,
 }

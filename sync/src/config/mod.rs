@@ -11,6 +11,7 @@
 //! See `config.example.toml` at the root of the repository for every key.
 
 mod error;
+mod images_from;
 mod inbox;
 mod job;
 mod place;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use error::ConfigError;
+pub use images_from::ImagesFrom;
 pub use inbox::InboxSection;
 pub use job::{JobConfig, Retention, RewriteIndex};
 pub use place::{place_repo, Place};

@@ -32,6 +32,21 @@ type TagList = Result<Option<Vec<String>>, String>;
 /// List the source; an error stops the job (it is its report's `error`).
 pub(crate) async fn list_source(cx: &Ctx<'_>) -> Result<Listing, String> {
     let (job, source) = (cx.job, &cx.places.source);
+    if let Some(from) = &job.images_from {
+        // The lists name every image: nothing is listed (a tag the source lacks fails its
+        // image when checked). Read now, so a daemon follows lists that change.
+        let lists = from.clone();
+        let images = tokio::task::spawn_blocking(move || lists.images())
+            .await
+            .map_err(|e| e.to_string())??;
+        return Ok(Listing {
+            images: images
+                .into_iter()
+                .map(|(repo, tag)| Image { repo, tag })
+                .collect(),
+            tags: BTreeMap::new(),
+        });
+    }
     let repos = match &cx.places.source_repo {
         Some(r) => vec![r.clone()],
         None => {
