@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context as _, Result};
 use sealift_oci::Digest;
-use sealift_store::image::MissingEdge;
+use sealift_store::image::{MissingEdge, Presence};
 use sealift_store::Store;
 use sealift_trust::{Signer, Verdict};
 use serde::Serialize;
@@ -78,12 +78,16 @@ pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
     let store = ctx.open_store()?;
     let mut cache: HashMap<Digest, Summary> = HashMap::new();
     let mut rows = Vec::new();
-    for t in store.tags().context("listing tags")? {
+    let tags = store.tags().context("listing tags")?;
+    let presence = store
+        .presence_for(tags.len())
+        .context("listing the blob store")?;
+    for t in tags {
         let reference = format!("{}:{}", t.repo, t.tag);
         let s = match cache.get(&t.digest) {
             Some(s) => s.clone(),
             None => {
-                let s = summarize(&store, &t.digest)
+                let s = summarize(&store, &t.digest, &presence)
                     .with_context(|| format!("reading {reference} ({})", t.digest))?;
                 cache.insert(t.digest.clone(), s.clone());
                 s
@@ -145,8 +149,8 @@ pub fn run(ctx: &Context, out: &mut dyn Write) -> Result<Status> {
     Ok(Status::Success)
 }
 
-fn summarize(store: &Store, digest: &Digest) -> Result<Summary> {
-    let Some(g) = store.image_summary(digest)? else {
+fn summarize(store: &Store, digest: &Digest, presence: &Presence) -> Result<Summary> {
+    let Some(g) = store.image_summary_with(digest, presence)? else {
         // A tag whose target is gone: `verify` reports it as a dangling tag.
         return Ok(Summary {
             media_type: String::new(),

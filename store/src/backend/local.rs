@@ -249,6 +249,7 @@ impl Backend for LocalBlobs {
                     digest: format!("{}:{file}", alg.as_str()).parse().ok(),
                     name: e.path().display().to_string(),
                     modified: None,
+                    size: None,
                 };
                 if !visit(item)? {
                     return Ok(());

@@ -145,6 +145,9 @@ pub struct Listed {
     /// of what a sweep of 100k files would spend, and a sweep with no grace period never
     /// looks). [`Backend::modified`] reads it.
     pub modified: Option<SystemTime>,
+    /// Its size, when the listing says (an object store's does; a local directory's would
+    /// cost a stat per file).
+    pub size: Option<u64>,
 }
 
 /// A write in progress. The store writes exactly the bytes it hashed, then either seals

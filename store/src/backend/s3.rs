@@ -255,6 +255,7 @@ impl S3Blobs {
             digest,
             name: format!("s3://{}/{key}", self.shared.bucket),
             modified: Some(meta.last_modified.into()),
+            size: Some(meta.size),
         }
     }
 }

@@ -3,7 +3,10 @@
 use sealift_oci::{Digest, Platform};
 use sealift_store::image::NodeRole;
 
+use crate::backends::{Fixture, Kind};
 use crate::common::*;
+
+on_both_backends!(image_summary_from_one_listing_finds_what_a_stat_per_node_finds,);
 
 #[test]
 fn image_tree_lists_entries_children_referrers_and_images() {
@@ -123,4 +126,38 @@ fn image_summary_sizes_the_graph_and_names_missing_files() {
         store.image_summary(&Digest::sha256(b"absent")).unwrap(),
         None
     );
+}
+
+/// On an object store, `images` over many tags lists the bucket once instead of asking for
+/// each node: missing bytes and bytes of the wrong size show exactly as a stat per node
+/// shows them.
+fn image_summary_from_one_listing_finds_what_a_stat_per_node_finds(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
+    let lease = store.lease("test", None).unwrap();
+    let img = image("amd64", vec![layer("p1"), layer("p2")]);
+    put_image(&store, &lease, &img);
+    // As many graphs as a listing of 10k tags: the listing path on an object store.
+    let summary = |store: &sealift_store::Store| {
+        let presence = store.presence_for(10_000).unwrap();
+        let listed = store
+            .image_summary_with(img.digest(), &presence)
+            .unwrap()
+            .unwrap();
+        assert_eq!(listed, store.image_summary(img.digest()).unwrap().unwrap());
+        listed
+    };
+    assert!(summary(&store).complete());
+
+    let gone = &img.layers[0].blob.digest;
+    fx.remove(&store, gone);
+    let mut longer = img.config.bytes.clone();
+    longer.push(b' ');
+    fx.overwrite(&store, &img.config.digest, &longer);
+    let s = summary(&store);
+    let mut found = s.missing_files.clone();
+    found.sort();
+    let mut want = vec![gone.clone(), img.config.digest.clone()];
+    want.sort();
+    assert_eq!(found, want);
+    assert!(s.missing.is_empty());
 }

@@ -21,6 +21,7 @@ on_both_backends!(
     diff_id_count_mismatch_is_found_by_full_verify,
     repair_removes_orphans_and_bad_records_and_leaves_the_image_visibly_broken,
     repair_of_a_corrupt_tagged_manifest_leaves_a_dangling_tag,
+    many_records_are_checked_from_one_listing,
 );
 
 const FAST: VerifyOptions = VerifyOptions {
@@ -335,4 +336,35 @@ fn repair_of_a_corrupt_tagged_manifest_leaves_a_dangling_tag(kind: Kind) {
             digest: img.digest().clone(),
         }])
     );
+}
+
+/// Past a few hundred records an object store is listed once instead of asked per record:
+/// a missing object and one of the wrong size are still found, and nothing else is.
+fn many_records_are_checked_from_one_listing(kind: Kind) {
+    let (fx, store) = Fixture::store(kind);
+    let lease = store.lease("test", None).unwrap();
+    let blobs: Vec<Blob> = (0..300)
+        .map(|i| Blob::new("application/octet-stream", format!("blob {i}").into_bytes()))
+        .collect();
+    for b in &blobs {
+        put(&store, &lease, b);
+    }
+    let r = store.verify(FAST).unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.checked, 300);
+    fx.remove(&store, &blobs[7].digest);
+    let mut longer = blobs[100].bytes.clone();
+    longer.push(b'!');
+    fx.overwrite(&store, &blobs[100].digest, &longer);
+    let want = set(&[
+        Problem::MissingFile {
+            digest: blobs[7].digest.clone(),
+        },
+        Problem::WrongSize {
+            digest: blobs[100].digest.clone(),
+            expected: blobs[100].size(),
+            actual: blobs[100].size() + 1,
+        },
+    ]);
+    assert_eq!(problems(&store.verify(FAST).unwrap()), want);
 }
