@@ -21,4 +21,5 @@ mod e2e {
     mod store_safety;
     mod sync;
     mod verify;
+    mod verify_import;
 }
