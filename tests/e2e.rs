@@ -22,4 +22,5 @@ mod e2e {
     mod sync;
     mod verify;
     mod verify_import;
+    mod verify_sync;
 }

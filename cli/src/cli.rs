@@ -272,7 +272,7 @@ pub struct SyncArgs {
 /// `sealift sync status|history`.
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
-    /// The last run of each job: copied, skipped, failed, bytes, duration
+    /// The last run of each job: copied, skipped, failed, refused, bytes, duration
     Status,
     /// Past runs, newest first
     History(HistoryArgs),

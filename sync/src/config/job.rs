@@ -1,5 +1,6 @@
 //! `[[job]]`: what a sync job copies from where to where (places, repository and tag
-//! selection, platforms, referrers, schedule, retention).
+//! selection, platforms, referrers, schedule, retention, the signature policy of
+//! `verify.rs`).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ use super::error::{ConfigError, Cx};
 use super::place::{parse_place, place_repo, Place};
 use super::schedule::Schedule;
 use super::select::{self, NameFilter, TagSelection};
+use super::verify;
 
 /// Destination retention.
 #[derive(Clone, Debug, Default)]
@@ -61,6 +63,9 @@ pub struct JobConfig {
     pub schedule: Option<Schedule>,
     /// What to remove at the destination.
     pub retention: Retention,
+    /// `[job.verify]`: copy only images whose signatures at the source satisfy this policy
+    /// (keys and trusted root read and checked at load).
+    pub verify: Option<sealift_trust::Policy>,
 }
 
 /// Check every `[[job]]`, in file order.
@@ -145,6 +150,19 @@ fn parse_job(
             "retention applies to registry and store destinations".into(),
         ));
     }
+    let verify = match j.verify {
+        None => None,
+        Some(v) => {
+            if matches!(destination, Place::LayoutTar { .. }) {
+                return Err(cx.at(
+                    &v,
+                    &k("verify"),
+                    "a bundle destination writes images already in the store; verify them where they are copied in".into(),
+                ));
+            }
+            Some(verify::parse(cx, v, &k("verify"), resolve)?)
+        }
+    };
     Ok(JobConfig {
         name,
         source,
@@ -157,6 +175,7 @@ fn parse_job(
         immutable_tags,
         schedule,
         retention,
+        verify,
     })
 }
 
@@ -373,4 +392,5 @@ pub(crate) struct RawJob {
     immutable_tags: Option<Vec<Spanned<String>>>,
     schedule: Option<Spanned<String>>,
     retention: Option<RawRetention>,
+    verify: Option<Spanned<verify::RawVerify>>,
 }
