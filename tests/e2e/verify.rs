@@ -127,6 +127,18 @@ pub(super) fn sign_js(args: &[&str]) -> Vec<u8> {
     tool_ok("node", &all)
 }
 
+/// The `kind` of the signature verdict `images --json` shows for `digest` in `env`'s store.
+pub(super) fn signature_kind(env: &Env, digest: &str) -> serde_json::Value {
+    let images: serde_json::Value = serde_json::from_str(&env.ok(&["--json", "images"])).unwrap();
+    images["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["digest"] == digest)
+        .unwrap_or_else(|| panic!("{digest} not in {images}"))["signature"]["kind"]
+        .clone()
+}
+
 /// Push `corpus:NAME` to `docker://HOST/REPO:1` for each `(NAME, REPO)`.
 pub(super) fn push_corpus(env: &Env, h: &str, images: &[(&str, &str)]) {
     for (name, repo) in images {

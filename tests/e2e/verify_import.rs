@@ -8,7 +8,8 @@ use std::path::Path;
 
 use super::util::*;
 use super::verify::{
-    key, keyless_signed, push_corpus, push_sig, s, sign_js, sign_payload, signature_layout, KEYLESS,
+    key, keyless_signed, push_corpus, push_sig, s, sign_js, sign_payload, signature_kind,
+    signature_layout, KEYLESS,
 };
 
 /// The index.json ref names of a layout directory.
@@ -116,17 +117,8 @@ fn import_verify_key_tags_the_signed_images_of_a_bundle_and_refuses_the_rest() {
             (format!("{h}/x/bundled:1"), shared.clone()),
         ]
     );
-    let images: serde_json::Value = serde_json::from_str(&site.ok(&["--json", "images"])).unwrap();
-    let kind = |digest: &str| {
-        images["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["digest"] == digest)
-            .map(|i| i["signature"]["kind"].clone())
-    };
-    assert_eq!(kind(&multi), Some("cosign-key".into()), "{images}");
-    assert_eq!(kind(&shared), Some("bundle-key".into()), "{images}");
+    assert_eq!(signature_kind(&site, &multi), "cosign-key");
+    assert_eq!(signature_kind(&site, &shared), "bundle-key");
     let inspect = site.ok(&["inspect", &format!("{h}/x/bundled:1")]);
     assert!(
         inspect.contains("Signature:   bundle-key by key sha256:"),

@@ -4,7 +4,9 @@
 //! next run.
 
 use super::util::*;
-use super::verify::{key, push_corpus, push_sig, s, sign_payload, signature_layout};
+use super::verify::{
+    key, push_corpus, push_sig, s, sign_payload, signature_kind, signature_layout,
+};
 
 #[test]
 fn sync_job_verify_copies_the_signed_and_refuses_the_unsigned_until_it_is_signed() {
@@ -74,14 +76,7 @@ fn sync_job_verify_copies_the_signed_and_refuses_the_unsigned_until_it_is_signed
         tagged.iter().any(|(_, d)| d == &multi) && !tagged.iter().any(|(_, d)| d == &zstd),
         "{tagged:?}"
     );
-    let images: serde_json::Value = serde_json::from_str(&site.ok(&["--json", "images"])).unwrap();
-    let signed = images["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["digest"] == multi.as_str())
-        .unwrap();
-    assert_eq!(signed["signature"]["kind"], "cosign-key", "{images}");
+    assert_eq!(signature_kind(&site, &multi), "cosign-key");
 
     // Run again: still refused (no state was recorded for it), the signed one skipped.
     let (code, r) = run();
@@ -93,6 +88,29 @@ fn sync_job_verify_copies_the_signed_and_refuses_the_unsigned_until_it_is_signed
         status.contains("signed-only: refused") && status.contains("x/unsigned:1"),
         "{status}"
     );
+
+    // A job that gains [job.verify] checks again what it copied without one: the unsigned
+    // image is refused rather than skipped as unchanged, the signed one admitted (its
+    // verdict recorded though nothing moves).
+    let plain = Env::new();
+    std::fs::copy(env.path("signer.pub"), plain.path("signer.pub")).unwrap();
+    let plain_cfg = plain.path("sync.toml");
+    let job = format!(
+        "[[job]]\nname = \"mirror\"\nsource = \"docker://{h}\"\ndestination = \"store:\"\n\
+         [job.repositories]\nallow = [\"x/*\"]\n"
+    );
+    std::fs::write(&plain_cfg, &job).unwrap();
+    plain.ok(&["sync", "--config", s(&plain_cfg)]);
+    std::fs::write(
+        &plain_cfg,
+        format!("{job}[job.verify]\nkeys = [\"signer.pub\"]\n"),
+    )
+    .unwrap();
+    let out = plain.run(&["--json", "sync", "--config", s(&plain_cfg)]);
+    assert_eq!(out.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    unsigned(&r[0]);
+    assert_eq!(signature_kind(&plain, &multi), "cosign-key");
 
     // Signed at the source: the next run copies it.
     let (payload, sig) = sign_payload(&env, &signer, &zstd);

@@ -156,6 +156,7 @@ async fn copy_image(cx: &Ctx<'_>, t: Todo<'_>) -> ImageResult {
             destination_repo: drepo.clone(),
             destination_digest: dest_digest,
             digest_map: map,
+            verified: rep.verdict.is_some(),
         };
         if let Err(e) = state::put(cx.store, &job.name, &img.repo, &img.tag, &s) {
             return fail(format!("writing sync state: {e}"));
