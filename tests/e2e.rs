@@ -23,4 +23,6 @@ mod e2e {
     mod store_safety;
     mod sync;
     mod verify;
+    mod verify_import;
+    mod verify_sync;
 }

@@ -16,7 +16,9 @@ use sealift_oci::{Platform, Repo, StoreRef, Tag};
 use sealift_serve::ServeOptions;
 use sealift_store::Location;
 
-pub use crate::cli_airgap::{ImagesFromArgs, MirrorConfigArgs, MirrorFormat, VerifyFlags};
+pub use crate::cli_airgap::{ImagesFromArgs, MirrorConfigArgs, MirrorFormat};
+mod copy_flags;
+pub use copy_flags::{CopyFlags, DestCompress, ManifestFormat, VerifyFlags};
 
 /// Keep container images in an embedded content-addressed store and move them between
 /// registries, OCI layouts and tarballs.
@@ -85,71 +87,6 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Write the man pages (sealift.1, sealift-COMMAND.1, …) to a directory, or print one
     Man(ManArgs),
-}
-
-/// Flags shared by `copy`, `pull` and `push`.
-#[derive(Debug, Args)]
-pub struct CopyFlags {
-    /// Copy only this platform of an index (os/arch[/variant]); repeatable. The original
-    /// index is kept (sparse) unless --rewrite-index
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Vec<Platform>,
-    /// With --platform: write a new index holding only the chosen platforms (new digest)
-    #[arg(long, requires = "platform")]
-    pub rewrite_index: bool,
-    /// Also copy referrers (SBOMs, signatures, attestations)
-    #[arg(long)]
-    pub referrers: bool,
-    /// Also push non-distributable (foreign) layers
-    #[arg(long)]
-    pub include_nondistributable: bool,
-    /// Print what would be transferred, write nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Credentials for both sides (USER:PASSWORD)
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub creds: Option<String>,
-    /// Credentials for the source registry
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub src_creds: Option<String>,
-    /// Credentials for the destination registry
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub dest_creds: Option<String>,
-    /// Verify TLS certificates (--tls-verify=false to skip)
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub tls_verify: Option<bool>,
-    /// CA bundle (PEM) to trust for registries
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
-    /// Recompress layers for the destination (new digests; the uncompressed content and
-    /// DiffIDs stay the same and are verified)
-    #[arg(long, value_enum, value_name = "gzip|zstd|none")]
-    pub dest_compress: Option<DestCompress>,
-    /// Write Docker schema2 or OCI manifests (new digests; same content and configs)
-    #[arg(long, value_enum, value_name = "oci|docker")]
-    pub format: Option<ManifestFormat>,
-    #[command(flatten)]
-    pub verify: VerifyFlags,
-}
-
-/// `--dest-compress`: layer compression at the destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum DestCompress {
-    /// gzip (every registry and runtime reads it)
-    Gzip,
-    /// zstd (OCI only)
-    Zstd,
-    /// Uncompressed tar
-    None,
-}
-
-/// `--format`: the manifest format at the destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ManifestFormat {
-    /// OCI image manifests, indexes and configs
-    Oci,
-    /// Docker schema2 manifests, manifest lists and container configs
-    Docker,
 }
 
 /// `sealift copy`.
@@ -287,6 +224,11 @@ pub struct ImportArgs {
     #[arg(long, value_name = "REGISTRY")]
     pub push: Option<String>,
 
+    // Tag only the images whose signatures in the bundle satisfy the policy (the others are
+    // reported, left untagged, and the exit code is 1).
+    #[command(flatten)]
+    pub verify: VerifyFlags,
+
     #[command(flatten)]
     pub push_flags: PushFlags,
 }
@@ -339,7 +281,7 @@ pub struct SyncArgs {
 /// `sealift sync status|history`.
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
-    /// The last run of each job: copied, skipped, failed, bytes, duration
+    /// The last run of each job: copied, skipped, failed, refused, bytes, duration
     Status,
     /// Past runs, newest first
     History(HistoryArgs),

@@ -1,6 +1,5 @@
-//! Arguments of the air-gap helpers: `images-from` (image lists from Kubernetes manifests),
-//! `mirror-config` (client configuration pointing nodes at `sealift serve`) and the
-//! signature policy flags (`--verify-key` …). Kept apart
+//! Arguments of the air-gap helpers: `images-from` (image lists from Kubernetes manifests)
+//! and `mirror-config` (client configuration pointing nodes at `sealift serve`). Kept apart
 //! from `cli.rs` only for its length; like it, this imports nothing from `cmd`.
 
 use std::path::PathBuf;
@@ -81,22 +80,4 @@ pub struct MirrorConfigArgs {
     /// [default: every image the store holds]
     #[arg(value_name = "SELECTOR")]
     pub selectors: Vec<sealift_layout::Selector>,
-}
-
-/// The signature policy of a copy, pull or push: admit an image only if its signatures at
-/// the source satisfy it.
-#[derive(Debug, Args)]
-pub struct VerifyFlags {
-    /// Admit the image only if signed by this key (PEM: ECDSA, RSA, Ed25519); repeatable
-    #[arg(long, value_name = "PUBKEY.pem")]
-    pub verify_key: Vec<PathBuf>,
-    /// Admit a keyless Sigstore bundle by this identity (with --verify-issuer, --trusted-root)
-    #[arg(long, value_name = "IDENTITY")]
-    pub verify_identity: Option<String>,
-    /// The keyless signer's OIDC issuer, exactly
-    #[arg(long, value_name = "URL")]
-    pub verify_issuer: Option<String>,
-    /// Sigstore trusted_root.json (Fulcio, Rekor, CT log keys): checked offline
-    #[arg(long, value_name = "FILE")]
-    pub trusted_root: Option<PathBuf>,
 }

@@ -250,6 +250,10 @@ pub async fn copy(
             report.up_to_date = true;
             report.bytes_skipped = plan.blobs.iter().map(|b| b.size).sum();
             report.blobs_skipped = plan.blobs.len();
+            // Admitted now, though nothing moves: the verdict is kept all the same.
+            if !opts.dry_run {
+                record_verdict(dst.as_ref(), report.verdict.as_ref()).await?;
+            }
             return Ok(report);
         }
     }
@@ -273,14 +277,7 @@ pub async fn copy(
     if opts.dry_run {
         return Ok(report);
     }
-    if let Some(v) = &report.verdict {
-        dst.record_verdict(v).await.map_err(|e| {
-            e.during(format!(
-                "recording the signature verdict at {}",
-                dst.describe()
-            ))
-        })?;
-    }
+    record_verdict(dst.as_ref(), report.verdict.as_ref()).await?;
     dst.tag(&root_desc)
         .await
         .map_err(|e| e.during(format!("tagging {}", dst.describe())))?;
@@ -465,6 +462,20 @@ async fn transfer(
         report.manifests_written += 1;
     }
     Ok(replaced)
+}
+
+/// Hand the policy's verdict (if one was asked for) to the sink, before the tag.
+async fn record_verdict(
+    dst: &dyn Sink,
+    verdict: Option<&sealift_trust::Verdict>,
+) -> Result<(), TransportError> {
+    let Some(v) = verdict else { return Ok(()) };
+    dst.record_verdict(v).await.map_err(|e| {
+        e.during(format!(
+            "recording the signature verdict at {}",
+            dst.describe()
+        ))
+    })
 }
 
 async fn copy_referrers(

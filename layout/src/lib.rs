@@ -28,7 +28,9 @@ pub use dir::LayoutDir;
 pub use error::LayoutError;
 pub use export::{export, ExportOptions, ExportReport};
 pub use format::Format;
-pub use import::{import_path, import_reader, ImportOptions, ImportReport, ImportedImage};
+pub use import::{
+    import_path, import_reader, ImportOptions, ImportReport, ImportedImage, RefusedImage,
+};
 pub use inventory::Inventory;
 pub use select::Selector;
 pub use tar_read::TarLayout;

@@ -129,13 +129,22 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<(), DaemonErr
                 let ok = match handle.block_on(run_job(&store, &config, &job, &opts)) {
                     Ok(report) => {
                         tracing::info!(
-                            "job {}: {} copied, {} skipped, {} failed, {} bytes",
+                            "job {}: {} copied, {} skipped, {} failed, {} refused, {} bytes",
                             job.name,
                             report.copied.len(),
                             report.skipped.len(),
                             report.failed.len(),
+                            report.refused.len(),
                             report.bytes
                         );
+                        for r in &report.refused {
+                            tracing::warn!(
+                                "job {}: refused {}: {}",
+                                job.name,
+                                r.source,
+                                r.reason.as_deref().unwrap_or("")
+                            );
+                        }
                         report.ok()
                     }
                     Err(e) => {

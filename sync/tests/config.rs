@@ -1,5 +1,9 @@
 //! The sync config's `[serve]` section: checked at load with every other key, its errors
-//! naming `file:line:col: serve.KEY`, and what it accepts kept as written.
+//! naming `file:line:col: serve.KEY`, and what it accepts kept as written; the other
+//! sections' errors; `[job.verify]` (in `verify.rs`).
+
+#[path = "config/verify.rs"]
+mod verify;
 
 use std::path::Path;
 
@@ -9,7 +13,12 @@ use sealift_sync::{Config, ConfigError};
 /// Load `text` from a file and return the error's (line, column, key, message, as shown).
 fn error(text: &str) -> (usize, usize, String, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("sync.toml");
+    error_in(dir.path(), text)
+}
+
+/// The same with the file in `dir` (beside the files it names).
+fn error_in(dir: &Path, text: &str) -> (usize, usize, String, String, String) {
+    let p = dir.join("sync.toml");
     std::fs::write(&p, text).unwrap();
     match Config::load(&p) {
         Ok(c) => panic!("accepted:\n{text}\n{:?}", c.serve),

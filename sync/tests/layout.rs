@@ -46,6 +46,7 @@ fn corpus_tarballs_import_in_every_compression() {
         let opts = ImportOptions {
             tag: Some("corpus:x".parse().unwrap()),
             progress: None,
+            verify: None,
         };
         import_path(&store, &tar, &opts).unwrap();
         for name in CORPUS_REFS {
@@ -76,6 +77,7 @@ fn export_then_import_preserves_every_digest() {
     let opts = ImportOptions {
         tag: Some("c:x".parse().unwrap()),
         progress: None,
+        verify: None,
     };
     import_path(&a, &dir, &opts).unwrap();
     let refs: Vec<StoreRef> = CORPUS_REFS

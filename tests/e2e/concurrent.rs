@@ -65,6 +65,7 @@ fn gc_during_imports_deletes_nothing_they_hold() {
             &ImportOptions {
                 tag: Some(tag.clone()),
                 progress: None,
+                verify: None,
             },
         )
         .unwrap_or_else(|e| panic!("import {i} failed while GC ran: {e}"));

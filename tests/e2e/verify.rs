@@ -9,12 +9,12 @@ use super::util::*;
 
 const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
-fn s(p: &Path) -> &str {
+pub(super) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// A P-256 key pair made by openssl: (private PEM, public PEM).
-fn key(env: &Env, name: &str) -> (PathBuf, PathBuf) {
+pub(super) fn key(env: &Env, name: &str) -> (PathBuf, PathBuf) {
     let private = env.path(&format!("{name}.pem"));
     let public = env.path(&format!("{name}.pub"));
     tool_ok(
@@ -38,7 +38,7 @@ fn key(env: &Env, name: &str) -> (PathBuf, PathBuf) {
 
 /// cosign's simple-signing payload for `digest`, and its signature by `private` (openssl,
 /// ECDSA over SHA-256, base64).
-fn sign_payload(env: &Env, private: &Path, digest: &str) -> (Vec<u8>, String) {
+pub(super) fn sign_payload(env: &Env, private: &Path, digest: &str) -> (Vec<u8>, String) {
     let payload = format!(
         r#"{{"critical":{{"identity":{{"docker-reference":"x/app"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
     )
@@ -57,7 +57,7 @@ fn sign_payload(env: &Env, private: &Path, digest: &str) -> (Vec<u8>, String) {
 
 /// A layout holding cosign's signature manifest (payload layer, signature annotation), as
 /// `cosign sign` pushes it; returns its directory.
-fn signature_layout(env: &Env, name: &str, payload: &[u8], signature: &str) -> PathBuf {
+pub(super) fn signature_layout(env: &Env, name: &str, payload: &[u8], signature: &str) -> PathBuf {
     let dir = env.path(name);
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
@@ -99,7 +99,7 @@ fn signature_layout(env: &Env, name: &str, payload: &[u8], signature: &str) -> P
 }
 
 /// Push a signature layout to `docker://HOST/REPO:sha256-<hex>.sig` with skopeo.
-fn push_sig(dir: &Path, host: &str, repo: &str, digest: &str) {
+pub(super) fn push_sig(dir: &Path, host: &str, repo: &str, digest: &str) {
     let tag = format!("{}.sig", digest.replace(':', "-"));
     tool_ok(
         "skopeo",
@@ -114,7 +114,7 @@ fn push_sig(dir: &Path, host: &str, repo: &str, digest: &str) {
 }
 
 /// `node trust/tests/js/sign.js …` (scripts/setup.sh installs its packages).
-fn sign_js(args: &[&str]) -> Vec<u8> {
+pub(super) fn sign_js(args: &[&str]) -> Vec<u8> {
     let js = root().join("trust/tests/js");
     assert!(
         js.join("node_modules/@sigstore/oci").is_dir(),
@@ -127,6 +127,29 @@ fn sign_js(args: &[&str]) -> Vec<u8> {
     tool_ok("node", &all)
 }
 
+/// The `kind` of the signature verdict `images --json` shows for `digest` in `env`'s store.
+pub(super) fn signature_kind(env: &Env, digest: &str) -> serde_json::Value {
+    let images: serde_json::Value = serde_json::from_str(&env.ok(&["--json", "images"])).unwrap();
+    images["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["digest"] == digest)
+        .unwrap_or_else(|| panic!("{digest} not in {images}"))["signature"]["kind"]
+        .clone()
+}
+
+/// Push `corpus:NAME` to `docker://HOST/REPO:1` for each `(NAME, REPO)`.
+pub(super) fn push_corpus(env: &Env, h: &str, images: &[(&str, &str)]) {
+    for (name, repo) in images {
+        env.ok(&[
+            "push",
+            &format!("corpus:{name}"),
+            &format!("docker://{h}/{repo}:1"),
+        ]);
+    }
+}
+
 #[test]
 fn pull_verify_key_admits_signed_images_and_refuses_the_rest_untagged() {
     let env = Env::new();
@@ -137,17 +160,15 @@ fn pull_verify_key_admits_signed_images_and_refuses_the_rest_untagged() {
     let multi = ref_digest(&layout, "multi");
     let shared = ref_digest(&layout, "shared");
     let zstd = ref_digest(&layout, "zstd");
-    for (name, repo) in [
-        ("multi", "x/app"),
-        ("shared", "x/tampered"),
-        ("zstd", "x/unsigned"),
-    ] {
-        env.ok(&[
-            "push",
-            &format!("corpus:{name}"),
-            &format!("docker://{h}/{repo}:1"),
-        ]);
-    }
+    push_corpus(
+        &env,
+        &h,
+        &[
+            ("multi", "x/app"),
+            ("shared", "x/tampered"),
+            ("zstd", "x/unsigned"),
+        ],
+    );
     let (signer, signer_pub) = key(&env, "signer");
     let (_, other_pub) = key(&env, "other");
 
@@ -306,21 +327,36 @@ fn pull_verify_key_reads_a_bundle_attached_by_sigstore_oci() {
     assert_eq!(site.images(), vec![(format!("{h}/x/bundled:1"), shared)]);
 }
 
+/// The keyless signer's identity and issuer in [`keyless_signed`].
+pub(super) const KEYLESS: (&str, &str) = ("ci@example.com", "https://issuer.example");
+
+/// The corpus's `multi` pushed to `HOST/x/keyless:1` with a keyless bundle by [`KEYLESS`]
+/// attached: its digest and the trusted root naming the signers (in `env`).
+pub(super) fn keyless_signed(
+    env: &Env,
+    layout: &sealift_fixtures::Layout,
+    h: &str,
+) -> (String, PathBuf) {
+    let multi = ref_digest(layout, "multi");
+    env.ok(&["push", "corpus:multi", &format!("docker://{h}/x/keyless:1")]);
+    let manifest = env.path("manifest.json");
+    std::fs::write(&manifest, &layout.blobs[&multi].bytes).unwrap();
+    let (bundle, root) = (env.path("bundle.json"), env.path("root.json"));
+    // @sigstore/mock's Fulcio and Rekor answer @sigstore/sign in-process; root.json names them.
+    let (id, issuer) = KEYLESS;
+    sign_js(&["keyless", s(&manifest), s(&bundle), s(&root), id, issuer]);
+    sign_js(&["attach", &format!("{h}/x/keyless@{multi}"), s(&bundle)]);
+    (multi, root)
+}
+
 #[test]
 fn pull_verifies_a_keyless_bundle_offline_against_a_trusted_root() {
     let env = Env::new();
     let layout = imported_corpus(&env);
     let reg = sealift_testkit::Registry::start();
     let h = reg.host();
-    let multi = ref_digest(&layout, "multi");
-    env.ok(&["push", "corpus:multi", &format!("docker://{h}/x/keyless:1")]);
-    let manifest = env.path("manifest.json");
-    std::fs::write(&manifest, &layout.blobs[&multi].bytes).unwrap();
-    let (bundle, root) = (env.path("bundle.json"), env.path("root.json"));
-    // @sigstore/mock's Fulcio and Rekor answer @sigstore/sign in-process; root.json names them.
-    let (id, issuer) = ("ci@example.com", "https://issuer.example");
-    sign_js(&["keyless", s(&manifest), s(&bundle), s(&root), id, issuer]);
-    sign_js(&["attach", &format!("{h}/x/keyless@{multi}"), s(&bundle)]);
+    let (multi, root) = keyless_signed(&env, &layout, &h);
+    let (id, issuer) = KEYLESS;
 
     let site = Env::new();
     let pull = |identity: &str| {

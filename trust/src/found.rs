@@ -44,6 +44,16 @@ pub fn cosign_tag(image: &Digest) -> String {
     format!("{}-{}.sig", image.algorithm().as_str(), image.hex())
 }
 
+/// The image a cosign tag (`sha256-<hex>.sig`, `.att` or `.sbom`: its signatures,
+/// attestations or SBOM) belongs to; `None` for any other tag.
+pub fn cosign_tag_subject(tag: &str) -> Option<Digest> {
+    let stem = [".sig", ".att", ".sbom"]
+        .iter()
+        .find_map(|s| tag.strip_suffix(s))?;
+    let (alg, hex) = stem.split_once('-')?;
+    format!("{alg}:{hex}").parse().ok()
+}
+
 /// What a signature layer is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Form {

@@ -13,7 +13,9 @@ use sealift_oci::media_type::Compression;
 use sealift_oci::{Repo, StoreRef, Tag};
 use sealift_registry::Credentials;
 
-use crate::cli::{CopyArgs, CopyFlags, DestCompress, ManifestFormat, PullArgs, PushArgs};
+use crate::cli::{
+    CopyArgs, CopyFlags, DestCompress, ManifestFormat, PullArgs, PushArgs, VerifyFlags,
+};
 use crate::context::{Context, Status};
 use crate::output::{self, human_bytes, plural, short_digest};
 use crate::progress::byte_callback;
@@ -49,13 +51,12 @@ fn convert_opts(flags: &CopyFlags) -> Result<Option<Convert>> {
 }
 
 /// The signature policy the flags ask for, read and checked before anything is opened.
-pub(crate) fn policy_opts(flags: &CopyFlags) -> Result<Option<sealift_trust::Policy>> {
-    let v = &flags.verify;
+pub(crate) fn policy_opts(flags: &VerifyFlags) -> Result<Option<sealift_trust::Policy>> {
     let spec = sealift_trust::PolicySpec {
-        keys: v.verify_key.clone(),
-        identity: v.verify_identity.clone(),
-        issuer: v.verify_issuer.clone(),
-        trusted_root: v.trusted_root.clone(),
+        keys: flags.verify_key.clone(),
+        identity: flags.verify_identity.clone(),
+        issuer: flags.verify_issuer.clone(),
+        trusted_root: flags.trusted_root.clone(),
     };
     if spec.is_empty() {
         return Ok(None);
@@ -102,7 +103,7 @@ fn run_copy(
     out: &mut dyn Write,
 ) -> Result<Status> {
     let convert = convert_opts(flags)?;
-    let verify = policy_opts(flags)?;
+    let verify = policy_opts(&flags.verify)?;
     let needs_store = matches!(src, Location::Store(_)) || matches!(dst, Location::Store(_));
     let store = if needs_store {
         Some(ctx.open_store()?)

@@ -140,18 +140,28 @@ pub fn import(ctx: &Context, args: &ImportArgs, out: &mut dyn Write) -> Result<S
         // Check the destination before importing anything.
         push_location(dst, "x:y")?;
     }
+    // The policy's keys and trusted root are read before the store is touched.
+    let verify = super::copy::policy_opts(&args.verify)?;
     let store = ctx.open_store()?;
     let path = args.path.display().to_string();
     let bar = ctx.progress.bytes(format!("importing {path}"));
     let opts = ImportOptions {
         tag: args.tag.clone().map(StoreRef::from),
         progress: Some(byte_callback(&bar)),
+        verify,
     };
     let report = sealift_layout::import_path(&store, &args.path, &opts);
     bar.finish_and_clear();
     let report = report.with_context(|| format!("importing {path}"))?;
     for w in &report.warnings {
         tracing::warn!("{path}: {w}");
+    }
+    // Refused images are errors of their own; the rest of the bundle is imported.
+    for r in &report.refused {
+        eprintln!(
+            "error: {path}: {} refused, not tagged: {}",
+            r.image, r.reason
+        );
     }
     if !ctx.json {
         write_import(ctx, out, &report)?;
@@ -182,7 +192,11 @@ pub fn import(ctx: &Context, args: &ImportArgs, out: &mut dyn Write) -> Result<S
             )?;
         }
     }
-    Ok(Status::Success)
+    Ok(if report.refused.is_empty() {
+        Status::Success
+    } else {
+        Status::Problems
+    })
 }
 
 fn write_import(ctx: &Context, out: &mut dyn Write, report: &ImportReport) -> Result<()> {
@@ -194,6 +208,9 @@ fn write_import(ctx: &Context, out: &mut dyn Write, report: &ImportReport) -> Re
         match &img.reference {
             Some(r) => writeln!(out, "Imported {r} ({}, {kind})", img.digest)?,
             None => writeln!(out, "Imported {} ({kind}, untagged)", img.digest)?,
+        }
+        if let Some(v) = &img.verdict {
+            writeln!(out, "  signed: {} by {}", v.kind, v.signer)?;
         }
     }
     writeln!(

@@ -151,7 +151,7 @@ fn print_reports(
         return Ok(());
     }
     let mut t = Table::new(&[
-        "JOB", "STARTED", "COPIED", "SKIPPED", "FAILED", "PRUNED", "BYTES", "DURATION",
+        "JOB", "STARTED", "COPIED", "SKIPPED", "FAILED", "REFUSED", "PRUNED", "BYTES", "DURATION",
     ]);
     for r in reports {
         let started = humantime::format_rfc3339_seconds(
@@ -163,6 +163,7 @@ fn print_reports(
             r.copied.len().to_string(),
             r.skipped.len().to_string(),
             (r.failed.len() + usize::from(r.error.is_some())).to_string(),
+            r.refused.len().to_string(),
             r.pruned
                 .iter()
                 .filter(|p| p.removed || r.dry_run)
@@ -177,11 +178,12 @@ fn print_reports(
         if let Some(e) = &r.error {
             writeln!(out, "{}: error: {e}", r.job)?;
         }
-        for f in &r.failed {
+        for f in r.failed.iter().chain(&r.refused) {
             writeln!(
                 out,
-                "{}: failed {}: {}",
+                "{}: {} {}: {}",
                 r.job,
+                f.outcome,
                 f.source,
                 f.reason.as_deref().unwrap_or("")
             )?;

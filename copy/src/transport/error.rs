@@ -109,4 +109,13 @@ impl TransportError {
             source: Box::new(self),
         }
     }
+
+    /// The signature policy's refusal, if that is what this is (under any `During`).
+    pub fn refusal(&self) -> Option<&sealift_trust::TrustError> {
+        match self {
+            TransportError::Refused { refusal, .. } => Some(refusal),
+            TransportError::During { source, .. } => source.refusal(),
+            _ => None,
+        }
+    }
 }

@@ -102,6 +102,59 @@ impl Source for LayoutDirSource {
         let entries = index_entries(self.dir.path()).await?;
         Ok(referrers_among(self, &entries, subject).await)
     }
+
+    async fn tags(&self) -> Result<Vec<String>, TransportError> {
+        let entries = index_entries(self.dir.path()).await?;
+        let selected = select(&entries, self.reference.as_deref(), &self.describe())?;
+        Ok(sibling_tags(&entries, &selected))
+    }
+
+    async fn resolve_tag(&self, tag: &str) -> Result<Root, TransportError> {
+        let entries = index_entries(self.dir.path()).await?;
+        let selected = select(&entries, self.reference.as_deref(), &self.describe())?;
+        let descriptor = sibling(&entries, &selected, tag)
+            .ok_or_else(|| TransportError::NotFound(format!("{tag} in {}", self.describe())))?;
+        let bytes = self.manifest(&descriptor).await?;
+        Ok(Root { descriptor, bytes })
+    }
+}
+
+/// `(repository, tag)` of a layout ref name: `repo:tag`, or a bare tag (repository "").
+fn split_name(name: &str) -> (&str, &str) {
+    match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => ("", name),
+    }
+}
+
+/// The tags of the repository the `selected` entry belongs to, as a registry lists its
+/// repository's tags: how cosign's `sha256-<hex>.sig` signature manifests are found in a
+/// layout, where `export --referrers` writes them as entries named `repo:sha256-<hex>.sig`.
+pub(crate) fn sibling_tags(entries: &[Descriptor], selected: &Descriptor) -> Vec<String> {
+    let Some(repo) = selected.ref_name().map(|n| split_name(n).0) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| e.ref_name().map(split_name))
+        .filter(|(r, _)| *r == repo)
+        .map(|(_, t)| t.to_string())
+        .collect()
+}
+
+/// The entry tagged `tag` in the `selected` entry's repository, as a root descriptor.
+pub(crate) fn sibling(
+    entries: &[Descriptor],
+    selected: &Descriptor,
+    tag: &str,
+) -> Option<Descriptor> {
+    let repo = split_name(selected.ref_name()?).0;
+    let mut d = entries
+        .iter()
+        .find(|e| e.ref_name().map(split_name) == Some((repo, tag)))?
+        .clone();
+    d.annotations.clear();
+    Some(d)
 }
 
 /// The index.json entries of a layout whose manifest names `subject`: layouts have no

@@ -24,7 +24,7 @@ use sealift_layout::{TarLayout, TarLayoutWriter};
 use sealift_oci::{Descriptor, Digest};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::layout_dir::{referrers_among, select};
+use super::layout_dir::{referrers_among, select, sibling, sibling_tags};
 use super::verify::Verified;
 use super::{BlobStream, Root, Sink, Source, TransportError};
 
@@ -120,6 +120,19 @@ impl Source for LayoutTarSource {
 
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError> {
         Ok(referrers_among(self, self.entries(), subject).await)
+    }
+
+    async fn tags(&self) -> Result<Vec<String>, TransportError> {
+        let selected = select(self.entries(), self.reference.as_deref(), &self.describe())?;
+        Ok(sibling_tags(self.entries(), &selected))
+    }
+
+    async fn resolve_tag(&self, tag: &str) -> Result<Root, TransportError> {
+        let selected = select(self.entries(), self.reference.as_deref(), &self.describe())?;
+        let descriptor = sibling(self.entries(), &selected, tag)
+            .ok_or_else(|| TransportError::NotFound(format!("{tag} in {}", self.describe())))?;
+        let bytes = self.manifest(&descriptor).await?;
+        Ok(Root { descriptor, bytes })
     }
 }
 

@@ -49,8 +49,8 @@ pub trait Source: Send + Sync {
     }
     /// Manifests whose subject is `subject` (empty where the source cannot tell).
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, TransportError>;
-    /// Tags of the source repository (registries only), for cosign's `sha256-<hex>.sig`
-    /// style tags.
+    /// Tags of the source repository (registries; layouts: the ref names of the selected
+    /// entry's repository), for cosign's `sha256-<hex>.sig` style tags.
     async fn tags(&self) -> Result<Vec<String>, TransportError> {
         Ok(Vec::new())
     }

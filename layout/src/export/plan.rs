@@ -1,10 +1,11 @@
 //! What an export writes: the index.json entries and every blob of the images' graphs (and,
-//! asked, their referrers'), in a stable order, less what a delta's base inventory lists.
+//! asked, their referrers' and cosign tags'), in a stable order, less what a delta's base
+//! inventory lists.
 
 use std::collections::HashSet;
 
 use sealift_oci::media_type as mt;
-use sealift_oci::{Digest, StoreRef};
+use sealift_oci::{Digest, StoreRef, Tag};
 use sealift_store::Store;
 
 use crate::error::LayoutError;
@@ -33,6 +34,7 @@ pub(super) fn plan(
     let mut seen: HashSet<Digest> = HashSet::new();
     let mut blobs = Vec::new();
     let mut listed: HashSet<Digest> = HashSet::new();
+    let mut names: HashSet<String> = HashSet::new();
     let mut omitted = (0, 0);
     for r in refs {
         let d = store.resolve(r)?;
@@ -61,6 +63,14 @@ pub(super) fn plan(
                     }
                 }
                 if referrers && rec.manifest {
+                    // cosign's signatures, attestations and SBOMs under their
+                    // `sha256-<hex>.sig|.att|.sbom` tags (as a pull with --referrers keeps
+                    // them) travel as entries of the same name, so a site finds them.
+                    for (tag, d) in cosign_tags(store, r, nd)? {
+                        if !roots.iter().any(|(x, _)| x == &d) {
+                            roots.push((d, Some(tag)));
+                        }
+                    }
                     let mut refs = store.referrers(nd)?;
                     refs.sort();
                     for rd in refs {
@@ -84,6 +94,10 @@ pub(super) fn plan(
                 }
             }
             if let Some(n) = &ref_name {
+                // A cosign tag met through --referrers and also selected by name is one entry.
+                if !names.insert(n.clone()) {
+                    continue;
+                }
                 entry["annotations"] = serde_json::json!({ mt::ANNOTATION_REF_NAME: n });
                 images.push((n.clone(), root.clone()));
             }
@@ -98,4 +112,27 @@ pub(super) fn plan(
         images,
         omitted,
     })
+}
+
+/// cosign's tags for the manifest `d` in `r`'s repository that the store holds:
+/// `(repo:sha256-<hex>.sig|.att|.sbom, the digest tagged)`.
+fn cosign_tags(
+    store: &Store,
+    r: &StoreRef,
+    d: &Digest,
+) -> Result<Vec<(String, Digest)>, LayoutError> {
+    let mut out = Vec::new();
+    for suffix in ["sig", "att", "sbom"] {
+        let Ok(tag) = format!("{}-{}.{suffix}", d.algorithm().as_str(), d.hex()).parse::<Tag>()
+        else {
+            continue;
+        };
+        let name = StoreRef::tagged(r.repo.clone(), tag);
+        match store.resolve(&name) {
+            Ok(digest) => out.push((name.to_string(), digest)),
+            Err(sealift_store::Error::UnknownRef(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }

@@ -1,15 +1,19 @@
 //! Committing an imported graph: every blob checked present, manifests committed children
-//! first, then the images named and tagged (nothing tagged until its whole graph is in).
+//! first, then the images named, checked against a signature policy when one is given
+//! ([`super::signatures`]), and tagged (nothing tagged until its whole graph is in, nothing
+//! refused tagged at all).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use sealift_oci::manifest::{Role, MAX_DEPTH, MAX_MANIFEST_SIZE};
 use sealift_oci::media_type as mt;
 use sealift_oci::{Descriptor, Digest, ManifestView, Repo, StoreRef, Tag};
 use sealift_store::{IngestBatch, Lease, ManifestOptions, PutOutcome, Store};
+use sealift_trust::{Verdict, STATE_NAMESPACE};
 
-use super::options::{count, ImportOptions, ImportReport, ImportedImage};
+use super::options::{count, ImportOptions, ImportReport, ImportedImage, RefusedImage};
+use super::signatures::{cosign_subject, Admission};
 use crate::error::LayoutError;
 use crate::format::ANNOTATION_BASE;
 
@@ -164,7 +168,13 @@ pub(super) fn finish(
         };
         plan.push((desc, target));
     }
+    let (verdicts, refused) = admit(store, opts, &view.manifests, &plan, &referrers, report)?;
     for (desc, target) in plan {
+        // A refused image is not tagged or pinned, nor are its cosign signature tags.
+        let subject = desc.ref_name().and_then(cosign_subject);
+        if refused.contains(&desc.digest) || subject.is_some_and(|d| refused.contains(&d)) {
+            continue;
+        }
         let reference = match target {
             Some((repo, tag)) => {
                 // Importing the same bundle again changes nothing, not even tag times.
@@ -189,9 +199,55 @@ pub(super) fn finish(
             reference,
             digest: desc.digest.clone(),
             media_type: desc.media_type.clone(),
+            verdict: verdicts.get(&desc.digest).cloned(),
         });
     }
     Ok(())
+}
+
+/// With a signature policy: check every image about to be tagged or pinned (not the
+/// referrers and cosign tags, which are the signatures) against what the bundle carries,
+/// record the verdicts in the store's state (as a pull does) before any tag, and list the
+/// refused in the report. Returns the verdicts and the refused digests.
+fn admit(
+    store: &Store,
+    opts: &ImportOptions,
+    entries: &[Descriptor],
+    plan: &[(&Descriptor, Option<(Repo, Tag)>)],
+    referrers: &HashSet<Digest>,
+    report: &mut ImportReport,
+) -> Result<(HashMap<Digest, Verdict>, HashSet<Digest>), LayoutError> {
+    let (mut verdicts, mut refused) = (HashMap::new(), HashSet::new());
+    let Some(policy) = &opts.verify else {
+        return Ok((verdicts, refused));
+    };
+    let mut admission = Admission::new(store, policy, entries);
+    for (desc, target) in plan {
+        if referrers.contains(&desc.digest) || desc.ref_name().and_then(cosign_subject).is_some() {
+            continue;
+        }
+        match admission.check(desc)? {
+            Ok(v) => {
+                store.state_put(STATE_NAMESPACE, desc.digest.to_string().as_bytes(), &v)?;
+                verdicts.insert(desc.digest.clone(), v);
+            }
+            Err(error) => {
+                let image = match target {
+                    Some((repo, tag)) => format!("{repo}:{tag}"),
+                    None => desc.digest.to_string(),
+                };
+                refused.insert(desc.digest.clone());
+                report.refused.push(RefusedImage {
+                    image,
+                    digest: desc.digest.clone(),
+                    reason: error.to_string(),
+                    error,
+                });
+            }
+        }
+    }
+    store.state_flush()?;
+    Ok((verdicts, refused))
 }
 
 /// Turn a ref name into repo and tag: `repo:tag` as is, a bare `tag` under `--tag`'s

@@ -9,6 +9,7 @@
 mod commit;
 mod dir;
 mod options;
+mod signatures;
 mod tar;
 
 use std::fs::{self, File};
@@ -22,7 +23,7 @@ use crate::compress::NoSeek;
 use crate::error::LayoutError;
 use crate::{split, Progress};
 
-pub use options::{ImportOptions, ImportReport, ImportedImage};
+pub use options::{ImportOptions, ImportReport, ImportedImage, RefusedImage};
 
 /// Import a layout directory or tarball (`.tar`, gzip or zstd compressed: detected from the
 /// bytes, not the name), or a split bundle (its first part `NAME.000`, its `NAME.sha256`, or

@@ -14,6 +14,9 @@ pub struct ImportOptions {
     pub tag: Option<StoreRef>,
     /// Called with bytes read so far and the total (0 when unknown).
     pub progress: Option<Progress>,
+    /// Tag (or pin) an image only if the signatures the bundle carries for it satisfy this
+    /// policy; the others are reported in [`ImportReport::refused`] and left untagged.
+    pub verify: Option<sealift_trust::Policy>,
 }
 
 /// One image named by the layout's index.json.
@@ -25,13 +28,34 @@ pub struct ImportedImage {
     pub digest: Digest,
     /// Its media type.
     pub media_type: String,
+    /// The signature policy's verdict, when the import had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<sealift_trust::Verdict>,
+}
+
+/// An image the signature policy refused: its blobs are in the store (unreferenced, for
+/// GC to take), and neither it nor its cosign tags were tagged or pinned.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RefusedImage {
+    /// The name index.json gives it (`repo:tag`), else its digest.
+    pub image: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Why, per signature found.
+    pub reason: String,
+    /// The same, typed.
+    #[serde(skip)]
+    pub error: sealift_trust::TrustError,
 }
 
 /// What an import did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ImportReport {
-    /// Images from index.json.
+    /// Images from index.json (tagged or pinned).
     pub images: Vec<ImportedImage>,
+    /// Images the signature policy refused (not tagged).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedImage>,
     /// Blobs and manifests that were new to the store.
     pub blobs_written: usize,
     /// Blobs the store already had.

@@ -43,6 +43,7 @@ impl Served {
         let import = ImportOptions {
             tag: Some("corpus:latest".parse().unwrap()),
             progress: None,
+            verify: None,
         };
         import_path(&store, &corpus, &import).unwrap();
         Served::on(dir, store, layout, opts).await

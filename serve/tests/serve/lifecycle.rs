@@ -132,6 +132,7 @@ async fn graceful_shutdown_finishes_a_download_in_flight() {
     let import = ImportOptions {
         tag: Some("big:latest".parse().unwrap()),
         progress: None,
+        verify: None,
     };
     import_path(&store, &layout_dir, &import).unwrap();
     let (bytes, view) = store.manifest(&manifest).unwrap();

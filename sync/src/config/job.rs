@@ -1,5 +1,6 @@
 //! `[[job]]`: what a sync job copies from where to where (places, repository and tag
-//! selection, platforms, referrers, schedule, retention).
+//! selection, platforms, referrers, schedule, retention, the signature policy of
+//! `verify.rs`).
 
 use std::path::PathBuf;
 
@@ -13,6 +14,7 @@ use super::images_from::{self, ImagesFrom};
 use super::place::{parse_place, place_repo, Place};
 use super::schedule::Schedule;
 use super::select::{self, NameFilter, TagSelection};
+use super::verify;
 
 /// Destination retention.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +67,9 @@ pub struct JobConfig {
     /// `images_from`: the images to copy, from Kubernetes manifests or text lists, instead
     /// of the source's repositories and tags.
     pub images_from: Option<ImagesFrom>,
+    /// `[job.verify]`: copy only images whose signatures at the source satisfy this policy
+    /// (keys and trusted root read and checked at load).
+    pub verify: Option<sealift_trust::Policy>,
 }
 
 /// Check every `[[job]]`, in file order.
@@ -165,6 +170,19 @@ fn parse_job(
             "retention applies to registry and store destinations".into(),
         ));
     }
+    let verify = match j.verify {
+        None => None,
+        Some(v) => {
+            if matches!(destination, Place::LayoutTar { .. }) {
+                return Err(cx.at(
+                    &v,
+                    &k("verify"),
+                    "a bundle destination writes images already in the store; verify them where they are copied in".into(),
+                ));
+            }
+            Some(verify::parse(cx, v, &k("verify"), resolve)?)
+        }
+    };
     Ok(JobConfig {
         name,
         source,
@@ -178,6 +196,7 @@ fn parse_job(
         schedule,
         retention,
         images_from,
+        verify,
     })
 }
 
@@ -395,4 +414,5 @@ pub(crate) struct RawJob {
     schedule: Option<Spanned<String>>,
     retention: Option<RawRetention>,
     images_from: Option<Spanned<Vec<Spanned<String>>>>,
+    verify: Option<Spanned<verify::RawVerify>>,
 }

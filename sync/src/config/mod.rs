@@ -5,7 +5,7 @@
 //!
 //! One file per section: `registry.rs` (`[[registry]]`), `job.rs` (`[[job]]`, with the
 //! places of `place.rs`, the selections of `select.rs` and the schedules of `schedule.rs`),
-//! `inbox.rs` (`[inbox]`), `serve.rs` (`[serve]`). This file reads the TOML and puts the
+//! `inbox.rs` (`[inbox]`), `serve.rs` (`[serve]`), `verify.rs` (`[job.verify]`). This file reads the TOML and puts the
 //! checked sections together.
 //!
 //! See `config.example.toml` at the root of the repository for every key.
@@ -19,6 +19,7 @@ mod registry;
 pub mod schedule;
 pub mod select;
 mod serve;
+mod verify;
 
 use std::path::{Path, PathBuf};
 

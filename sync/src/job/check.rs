@@ -52,7 +52,11 @@ pub(crate) async fn check_image<'i>(cx: &Ctx<'_>, img: &'i Image) -> Result<Todo
         Ok(s) => s,
         Err(e) => return Err(fail(format!("reading sync state: {e}"))),
     };
-    let same_dest = st.as_ref().filter(|s| s.destination == destination);
+    // What was copied before counts only if it went to the same place, and, with a
+    // policy, was admitted by one (else it is checked, and copied or refused, now).
+    let same_dest = st
+        .as_ref()
+        .filter(|s| s.destination == destination && (job.verify.is_none() || s.verified));
     if let (Some(s), Some(imm)) = (same_dest, &job.immutable_tags) {
         if imm.accepts(&img.tag) && !s.source_digest.is_empty() {
             return Err(ImageResult {

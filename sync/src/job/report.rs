@@ -12,7 +12,8 @@ pub type ImageCallback = Arc<dyn Fn(&ImageResult) + Send + Sync>;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct ImageResult {
-    /// `copied`, `skipped` or `failed` (or `would copy` in a dry run).
+    /// `copied`, `skipped`, `failed` or `refused` (by `[job.verify]`), or `would copy` in a
+    /// dry run.
     pub outcome: String,
     /// Source image (`docker://host/repo:tag`, ...).
     pub source: String,
@@ -64,6 +65,9 @@ pub struct JobReport {
     pub skipped: Vec<ImageResult>,
     /// Images that failed, with the reason.
     pub failed: Vec<ImageResult>,
+    /// Images `[job.verify]` refused (not copied, not tagged), with every signature's
+    /// reason; checked again on the next run.
+    pub refused: Vec<ImageResult>,
     /// Retention.
     pub pruned: Vec<PruneResult>,
     /// Bytes transferred (or that would be).
@@ -71,9 +75,9 @@ pub struct JobReport {
 }
 
 impl JobReport {
-    /// Whether everything succeeded.
+    /// Whether everything succeeded (a refused image is not a success).
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.failed.is_empty()
+        self.error.is_none() && self.failed.is_empty() && self.refused.is_empty()
     }
 }
 

@@ -73,6 +73,7 @@ pub(crate) async fn images(cx: &Ctx<'_>, listing: &Listing, serial: bool, report
         match r.outcome.as_str() {
             "skipped" => report.skipped.push(r),
             "failed" => report.failed.push(r),
+            "refused" => report.refused.push(r),
             _ => report.copied.push(r),
         }
     }
@@ -106,10 +107,20 @@ async fn copy_image(cx: &Ctx<'_>, t: Todo<'_>) -> ImageResult {
         rewrite_refused_index: job.rewrite_index == RewriteIndex::Auto,
         referrers: job.referrers,
         dry_run: cx.opts.dry_run,
+        verify: job.verify.clone(),
         ..Default::default()
     };
     let rep = match copy(src, sink, &copts).await {
         Ok(r) => r,
+        // Refused by `[job.verify]`: nothing was written, and no state is recorded, so the
+        // next run checks it again (signed by then, it is copied).
+        Err(e) if e.refusal().is_some() => {
+            return ImageResult {
+                digest: Some(digest_s),
+                reason: Some(e.to_string()),
+                ..result("refused", source.clone(), destination.clone())
+            }
+        }
         Err(e) => {
             return ImageResult {
                 digest: Some(digest_s),
@@ -145,6 +156,7 @@ async fn copy_image(cx: &Ctx<'_>, t: Todo<'_>) -> ImageResult {
             destination_repo: drepo.clone(),
             destination_digest: dest_digest,
             digest_map: map,
+            verified: rep.verdict.is_some(),
         };
         if let Err(e) = state::put(cx.store, &job.name, &img.repo, &img.tag, &s) {
             return fail(format!("writing sync state: {e}"));

@@ -40,6 +40,9 @@ pub struct TagState {
     pub destination_digest: String,
     /// Source → destination digests of every manifest that changed on the way.
     pub digest_map: Vec<(String, String)>,
+    /// Admitted by the job's `[job.verify]` when copied. A job that gains a policy checks
+    /// again what it copied without one, rather than skipping it as unchanged.
+    pub verified: bool,
 }
 
 fn tag_key(job: &str, repo: &str, tag: &str) -> Vec<u8> {
