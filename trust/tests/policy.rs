@@ -178,10 +178,15 @@ impl Fx {
 }
 
 fn base64(bytes: &[u8]) -> String {
-    let path = std::env::temp_dir().join(format!("sealift-b64-{}", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
-    let out = run("openssl", &["base64", "-A", "-in", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(path);
+    // A file of its own: the tests of this binary run in parallel threads of one process,
+    // so a name made from the process id alone was shared (one test encoded another's
+    // signature, or found the file removed).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    let out = run(
+        "openssl",
+        &["base64", "-A", "-in", file.path().to_str().unwrap()],
+    );
     String::from_utf8(out).unwrap().trim().to_string()
 }
 
