@@ -500,12 +500,8 @@ async fn copy_referrers(
     // tags rather than as OCI referrers.
     let tags: HashSet<String> = src.tags().await?.into_iter().collect();
     while let Some(subject) = subjects.pop() {
-        for suffix in ["sig", "att", "sbom"] {
-            let tag = format!(
-                "{}-{}.{suffix}",
-                subject.digest.algorithm().as_str(),
-                subject.digest.hex()
-            );
+        for suffix in sealift_trust::found::COSIGN_TAG_SUFFIXES {
+            let tag = sealift_trust::found::cosign_tag_with(&subject.digest, suffix);
             if !tags.contains(&tag) {
                 continue;
             }

@@ -87,11 +87,8 @@ impl IngestBatch<'_> {
         media_type: &str,
         reader: &mut dyn Read,
     ) -> Result<PutOutcome> {
-        if let Some(&(pending_size, _)) = self.pending.get(digest) {
-            return check_size(digest, size, pending_size).map(|_| PutOutcome::Present);
-        }
-        if let Some(rec) = self.store.hold(&self.lease, digest)? {
-            return check_size(digest, size, rec.size).map(|_| PutOutcome::Present);
+        if let Some(have) = self.hold(digest)? {
+            return check_size(digest, size, have).map(|_| PutOutcome::Present);
         }
         if size >= ALONE {
             return self.put_large(digest, size, media_type, reader);

@@ -6,7 +6,7 @@ mod corrupt;
 
 use std::sync::Arc;
 
-use common::{cp, digest_of};
+use common::{corpus_in_registry, cp, digest_of};
 use sealift_copy::copy::CopyOptions;
 use sealift_fixtures::corpus;
 use sealift_oci::{Digest, Platform, StoreRef};
@@ -293,19 +293,8 @@ async fn dry_run_writes_nothing_and_counts_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn copies_survive_drops_throttling_and_server_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let layout = corpus();
-    let dir = tmp.path().join("corpus");
-    layout.write_dir(&dir).unwrap();
-    let reg = Registry::start();
+    let (layout, reg) = corpus_in_registry(tmp.path(), "multi", "f/multi:1").await;
     let h = reg.host();
-    cp(
-        &format!("oci:{}:multi", dir.display()),
-        &format!("docker://{h}/f/multi:1"),
-        None,
-        &CopyOptions::default(),
-    )
-    .await
-    .unwrap();
     let proxy = FaultProxy::start(&h);
     proxy.push(Fault::DropAfter {
         path: "/blobs/".into(),

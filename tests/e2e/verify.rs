@@ -113,6 +113,23 @@ pub(super) fn push_sig(dir: &Path, host: &str, repo: &str, digest: &str) {
     );
 }
 
+/// cosign's legacy signature of `digest` by the key `private`, pushed as
+/// `docker://HOST/REPO:sha256-<hex>.sig`.
+pub(super) fn push_signed(env: &Env, private: &Path, digest: &str, host: &str, repo: &str) {
+    let (payload, sig) = sign_payload(env, private, digest);
+    let name = format!(
+        "sig-{}-{}",
+        repo.replace('/', "_"),
+        digest.replace(':', "-")
+    );
+    push_sig(
+        &signature_layout(env, &name, &payload, &sig),
+        host,
+        repo,
+        digest,
+    );
+}
+
 /// `node trust/tests/js/sign.js …` (scripts/setup.sh installs its packages).
 pub(super) fn sign_js(args: &[&str]) -> Vec<u8> {
     let js = root().join("trust/tests/js");
@@ -172,13 +189,7 @@ fn pull_verify_key_admits_signed_images_and_refuses_the_rest_untagged() {
     let (signer, signer_pub) = key(&env, "signer");
     let (_, other_pub) = key(&env, "other");
 
-    let (payload, sig) = sign_payload(&env, &signer, &multi);
-    push_sig(
-        &signature_layout(&env, "sig-multi", &payload, &sig),
-        &h,
-        "x/app",
-        &multi,
-    );
+    push_signed(&env, &signer, &multi, &h, "x/app");
     // The registry holds a payload changed after it was signed (same signature).
     let (payload, sig) = sign_payload(&env, &signer, &shared);
     let tampered = String::from_utf8(payload)

@@ -8,8 +8,7 @@ use std::path::Path;
 
 use super::util::*;
 use super::verify::{
-    key, keyless_signed, push_corpus, push_sig, s, sign_js, sign_payload, signature_kind,
-    signature_layout, KEYLESS,
+    key, keyless_signed, push_corpus, push_signed, s, sign_js, signature_kind, KEYLESS,
 };
 
 /// The index.json ref names of a layout directory.
@@ -48,12 +47,8 @@ fn import_verify_key_tags_the_signed_images_of_a_bundle_and_refuses_the_rest() {
     let (signer, signer_pub) = key(&env, "signer");
     let (other, _) = key(&env, "other");
     // x/app: cosign's .sig tag by the signer; x/wrong: by another key.
-    let (payload, sig) = sign_payload(&env, &signer, &multi);
-    let dir = signature_layout(&env, "sig-app", &payload, &sig);
-    push_sig(&dir, &h, "x/app", &multi);
-    let (payload, sig) = sign_payload(&env, &other, &docker);
-    let dir = signature_layout(&env, "sig-wrong", &payload, &sig);
-    push_sig(&dir, &h, "x/wrong", &docker);
+    push_signed(&env, &signer, &multi, &h, "x/app");
+    push_signed(&env, &other, &docker, &h, "x/wrong");
     // x/bundled: a Sigstore bundle by the signer, attached as a referrer.
     let manifest = env.path("manifest.json");
     std::fs::write(&manifest, &layout.blobs[&shared].bytes).unwrap();

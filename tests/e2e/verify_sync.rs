@@ -4,9 +4,7 @@
 //! next run.
 
 use super::util::*;
-use super::verify::{
-    key, push_corpus, push_sig, s, sign_payload, signature_kind, signature_layout,
-};
+use super::verify::{key, push_corpus, push_signed, s, signature_kind};
 
 #[test]
 fn sync_job_verify_copies_the_signed_and_refuses_the_unsigned_until_it_is_signed() {
@@ -18,9 +16,7 @@ fn sync_job_verify_copies_the_signed_and_refuses_the_unsigned_until_it_is_signed
     let zstd = ref_digest(&layout, "zstd");
     push_corpus(&env, &h, &[("multi", "x/signed"), ("zstd", "x/unsigned")]);
     let (signer, _) = key(&env, "signer");
-    let (payload, sig) = sign_payload(&env, &signer, &multi);
-    let dir = signature_layout(&env, "sig-signed", &payload, &sig);
-    push_sig(&dir, &h, "x/signed", &multi);
+    push_signed(&env, &signer, &multi, &h, "x/signed");
 
     // The key is named relative to the config file.
     let site = Env::new();
@@ -113,9 +109,7 @@ fn sync_job_verify_copies_the_signed_and_refuses_the_unsigned_until_it_is_signed
     assert_eq!(signature_kind(&plain, &multi), "cosign-key");
 
     // Signed at the source: the next run copies it.
-    let (payload, sig) = sign_payload(&env, &signer, &zstd);
-    let dir = signature_layout(&env, "sig-unsigned", &payload, &sig);
-    push_sig(&dir, &h, "x/unsigned", &zstd);
+    push_signed(&env, &signer, &zstd, &h, "x/unsigned");
     let (code, r) = run();
     assert_eq!(code, Some(0), "{r}");
     assert!(r["refused"].as_array().unwrap().is_empty(), "{r}");

@@ -39,17 +39,26 @@ pub fn is_signature_artifact(artifact_type: Option<&str>) -> bool {
     }
 }
 
+/// The suffixes of cosign's tags for an image: its signatures, attestations and SBOM.
+pub const COSIGN_TAG_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// cosign's tag for `image` with `suffix` (one of [`COSIGN_TAG_SUFFIXES`]):
+/// `sha256-<hex>.sig`, `.att` or `.sbom`.
+pub fn cosign_tag_with(image: &Digest, suffix: &str) -> String {
+    format!("{}-{}.{suffix}", image.algorithm().as_str(), image.hex())
+}
+
 /// The cosign tag that holds `image`'s signatures.
 pub fn cosign_tag(image: &Digest) -> String {
-    format!("{}-{}.sig", image.algorithm().as_str(), image.hex())
+    cosign_tag_with(image, "sig")
 }
 
 /// The image a cosign tag (`sha256-<hex>.sig`, `.att` or `.sbom`: its signatures,
 /// attestations or SBOM) belongs to; `None` for any other tag.
 pub fn cosign_tag_subject(tag: &str) -> Option<Digest> {
-    let stem = [".sig", ".att", ".sbom"]
+    let stem = COSIGN_TAG_SUFFIXES
         .iter()
-        .find_map(|s| tag.strip_suffix(s))?;
+        .find_map(|s| tag.strip_suffix(s).and_then(|t| t.strip_suffix('.')))?;
     let (alg, hex) = stem.split_once('-')?;
     format!("{alg}:{hex}").parse().ok()
 }

@@ -122,9 +122,8 @@ fn cosign_tags(
     d: &Digest,
 ) -> Result<Vec<(String, Digest)>, LayoutError> {
     let mut out = Vec::new();
-    for suffix in ["sig", "att", "sbom"] {
-        let Ok(tag) = format!("{}-{}.{suffix}", d.algorithm().as_str(), d.hex()).parse::<Tag>()
-        else {
+    for suffix in sealift_trust::found::COSIGN_TAG_SUFFIXES {
+        let Ok(tag) = sealift_trust::found::cosign_tag_with(d, suffix).parse::<Tag>() else {
             continue;
         };
         let name = StoreRef::tagged(r.repo.clone(), tag);

@@ -24,6 +24,28 @@ pub fn digest_of(layout: &Layout, name: &str) -> Digest {
         .unwrap()
 }
 
+/// The corpus written under `tmp` and its image `name` pushed to a fresh real registry as
+/// `docker://HOST/REPO_TAG`; the registry must outlive its use.
+pub async fn corpus_in_registry(
+    tmp: &std::path::Path,
+    name: &str,
+    repo_tag: &str,
+) -> (Layout, sealift_testkit::Registry) {
+    let layout = sealift_fixtures::corpus();
+    let dir = tmp.join("corpus");
+    layout.write_dir(&dir).unwrap();
+    let reg = sealift_testkit::Registry::start();
+    cp(
+        &format!("oci:{}:{name}", dir.display()),
+        &format!("docker://{}/{repo_tag}", reg.host()),
+        None,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    (layout, reg)
+}
+
 /// Copy between two locations as the CLI writes them; the error as its message.
 pub async fn cp(
     src: &str,

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::common::{cp, digest_of};
+use super::common::{corpus_in_registry, cp, digest_of};
 use super::skopeo_raw;
 use sealift_copy::copy::CopyOptions;
 use sealift_fixtures::{corpus, Layout};
@@ -16,19 +16,8 @@ use sealift_testkit::{Fault, FaultProxy, Registry};
 /// The corpus's `shared` image in a real registry as `x/shared:1`, and a proxy in front
 /// of it that corrupts every blob body it passes (the registry must outlive the proxy).
 async fn corrupting_source(tmp: &Path) -> (Layout, Registry, FaultProxy) {
-    let layout = corpus();
-    let dir = tmp.join("corpus");
-    layout.write_dir(&dir).unwrap();
-    let reg = Registry::start();
+    let (layout, reg) = corpus_in_registry(tmp, "shared", "x/shared:1").await;
     let h = reg.host();
-    cp(
-        &format!("oci:{}:shared", dir.display()),
-        &format!("docker://{h}/x/shared:1"),
-        None,
-        &CopyOptions::default(),
-    )
-    .await
-    .unwrap();
     let proxy = FaultProxy::start(&h);
     proxy.push(Fault::Corrupt {
         path: "/blobs/".into(),
