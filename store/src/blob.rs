@@ -11,7 +11,7 @@ use crate::backend::{BlobReader, Staged};
 use crate::error::{Error, Result};
 use crate::hashing::{copy_hashing, copy_hashing_aside, HASH_THREAD_MIN};
 use crate::lease::Lease;
-use crate::record::{self, edge_key, now, role_code, BlobRecord, EdgeRecord, IngestRecord};
+use crate::record::{self, edge_key, now, role_code, BlobRecord, IngestRecord};
 use crate::store::Store;
 use crate::tx::{abort, link_child, tx_decode};
 use sealift_oci::digest::Digest;
@@ -328,6 +328,11 @@ impl Store {
             return Err(e.into());
         }
         self.db.flush()?;
+        for item in &items {
+            if let Some((view, _)) = &item.manifest {
+                self.summarize_committed(&item.digest, view);
+            }
+        }
         Ok(())
     }
 
@@ -474,11 +479,8 @@ fn commit_one(
                     }))
                 }
             };
-            let e = EdgeRecord {
-                required,
-                role: role_code(c.role),
-            };
-            edges.insert(edge_key(digest, d), record::encode(&e))?;
+            let e = record::encode_edge(required, role_code(c.role), c.descriptor.size);
+            edges.insert(edge_key(digest, d), e)?;
         }
     }
     if let Some(s) = &subject {

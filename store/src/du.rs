@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
-use crate::graph::key_digest;
+use crate::graph::{key_digest, Visit};
 use crate::record::{self, BlobRecordRef};
 use crate::store::Store;
 use sealift_oci::digest::Digest;
@@ -85,15 +85,18 @@ impl Store {
                 continue;
             };
             nodes.clear();
-            let walked = self.walk_keys(
-                &t.digest,
-                &mut |k, v| {
-                    let rec: BlobRecordRef<'_> = record::decode_ref("blobs", v)?;
-                    nodes.push((k.to_vec(), rec.size, is_manifest(rec.media_type)));
-                    Ok(())
-                },
-                &mut |_, _| Ok(()),
-            );
+            let walked = self.walk_sized(&t.digest, &mut |node| {
+                match node {
+                    Visit::Record { key, value } => {
+                        let rec: BlobRecordRef<'_> = record::decode_ref("blobs", value)?;
+                        nodes.push((key.to_vec(), rec.size, is_manifest(rec.media_type)));
+                    }
+                    // Behind a required edge: recorded as long as its manifest is.
+                    Visit::Leaf { key, size, .. } => nodes.push((key.to_vec(), size, false)),
+                    Visit::Missing { .. } => {}
+                }
+                Ok(())
+            });
             // A tag whose graph cannot be read counts as empty (`verify` reports it).
             if walked.is_err() {
                 nodes.clear();

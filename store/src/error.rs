@@ -131,6 +131,14 @@ pub enum Error {
     /// Nothing by that digest.
     #[error("{0} is not in the store")]
     NotFound(Digest),
+    /// Stored bytes that a manifest names as its image config are not one.
+    #[error("config {digest}: {source}")]
+    Config {
+        /// The config.
+        digest: Digest,
+        /// Why.
+        source: sealift_oci::config::ConfigError,
+    },
     /// No such tag.
     #[error("{0} is not in the store")]
     UnknownRef(String),

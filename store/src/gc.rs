@@ -441,7 +441,17 @@ impl Store {
             }
             Ok(removed)
         });
-        removed.map_err(Error::from)
+        let removed = removed.map_err(Error::from)?;
+        if manifests {
+            // Summaries are derived (see crate::summary): dropped outside the transaction,
+            // and a re-put that raced this only has its summary computed again.
+            let mut batch = sled::Batch::default();
+            for (k, _) in keys.iter().zip(&removed).filter(|(_, r)| r.is_some()) {
+                batch.remove(*k);
+            }
+            self.summaries.apply_batch(batch)?;
+        }
+        Ok(removed)
     }
 
     /// Make the removals of `pending` durable, then unlink their files. A put of the same
@@ -525,6 +535,7 @@ impl Store {
                 batch.remove(item?.0);
             }
             self.edges.apply_batch(batch)?;
+            self.summaries.remove(d.to_key())?;
         }
         if let Some(s) = rec.subject.as_ref().and_then(|s| s.parse::<Digest>().ok()) {
             self.referrers.remove(crate::record::edge_key(&s, d))?;

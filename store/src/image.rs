@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::backend::Location;
 use crate::error::Result;
-use crate::graph::key_digest;
+use crate::graph::{key_digest, Visit};
 use crate::record::{self, BlobRecordRef};
 use crate::store::Store;
 use sealift_oci::manifest::{ManifestKind, ManifestView, MAX_DEPTH};
@@ -210,30 +210,46 @@ impl Store {
         let mut size = 0;
         let mut missing_files = Vec::new();
         let mut missing = Vec::new();
+        let in_place = |k: &[u8], size: u64| -> Result<bool> {
+            match &presence.listed {
+                Some(listed) => Ok(listed.get(k) == Some(&size)),
+                None => Ok(self.bytes_in_place(&key_digest(k)?, size)),
+            }
+        };
         // Records are read without copying them; a digest is made only for what is
         // reported or stat'ed.
-        self.walk_keys(
-            digest,
-            &mut |k, v| {
-                let rec: BlobRecordRef<'_> = record::decode_ref("blobs", v)?;
-                size += rec.size;
-                let in_place = match &presence.listed {
-                    Some(listed) => listed.get(k) == Some(&rec.size),
-                    None => self.bytes_in_place(&key_digest(k)?, rec.size),
-                };
-                if !in_place {
-                    missing_files.push(key_digest(k)?);
+        self.walk_sized(digest, &mut |node| {
+            match node {
+                Visit::Record { key, value } => {
+                    let rec: BlobRecordRef<'_> = record::decode_ref("blobs", value)?;
+                    size += rec.size;
+                    if !in_place(key, rec.size)? {
+                        missing_files.push(key_digest(key)?);
+                    }
                 }
-                Ok(())
-            },
-            &mut |parent, child| {
-                missing.push(MissingEdge {
+                Visit::Leaf { key, size: s, .. } if in_place(key, s)? => size += s,
+                // Bytes absent or of another size than the edge says: the record decides
+                // between a missing file and a missing child, as for any other node.
+                Visit::Leaf { key, parent, .. } => match self.blobs.get(key)? {
+                    Some(v) => {
+                        let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
+                        size += rec.size;
+                        if !in_place(key, rec.size)? {
+                            missing_files.push(key_digest(key)?);
+                        }
+                    }
+                    None => missing.push(MissingEdge {
+                        parent: key_digest(parent)?,
+                        child: key_digest(key)?,
+                    }),
+                },
+                Visit::Missing { parent, child } => missing.push(MissingEdge {
                     parent: key_digest(parent)?,
                     child: key_digest(child)?,
-                });
-                Ok(())
-            },
-        )?;
+                }),
+            }
+            Ok(())
+        })?;
         Ok(Some(ImageSummary {
             media_type: root.media_type.to_string(),
             manifest: root.manifest,

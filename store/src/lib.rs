@@ -36,6 +36,7 @@ mod orphan;
 pub mod record;
 pub mod state;
 pub mod store;
+mod summary;
 pub mod tag;
 mod tx;
 pub mod verify;

@@ -147,6 +147,7 @@ impl Store {
             leases: t("leases")?,
             holds: t("holds")?,
             ingests: t("ingests")?,
+            summaries: t("summaries")?,
             meta,
             db,
             root: root.to_path_buf(),

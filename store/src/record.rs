@@ -65,6 +65,56 @@ pub struct EdgeRecord {
     pub role: u8,
 }
 
+/// What an edge record holds since issue 13: [`EdgeRecord`]'s fields followed
+/// by the child's size. bincode writes a struct as its fields in order, so an older
+/// sealift decodes these bytes as an [`EdgeRecord`] (it ignores what follows), and
+/// [`decode_edge`] reads an older record as one without a size.
+#[derive(Serialize)]
+struct SizedEdge {
+    required: bool,
+    role: u8,
+    size: u64,
+}
+
+/// Encode an edge with the child's size (the descriptor's, which the commit checked against
+/// the child's record when the child was there).
+pub(crate) fn encode_edge(required: bool, role: u8, size: u64) -> Vec<u8> {
+    encode(&SizedEdge {
+        required,
+        role,
+        size,
+    })
+}
+
+/// Decode an edge record and the child size it carries (`None` for a record written before
+/// edges held sizes).
+pub(crate) fn decode_edge(bytes: &[u8]) -> Result<(EdgeRecord, Option<u64>)> {
+    let corrupt = |e: bincode::error::DecodeError| Error::Corrupt {
+        tree: "edges",
+        reason: e.to_string(),
+    };
+    let body = body("edges", bytes)?;
+    let cfg = bincode::config::standard();
+    let (e, n) = bincode::serde::decode_from_slice::<EdgeRecord, _>(body, cfg).map_err(corrupt)?;
+    if n == body.len() {
+        return Ok((e, None));
+    }
+    let (size, _) =
+        bincode::serde::decode_from_slice::<u64, _>(&body[n..], cfg).map_err(corrupt)?;
+    Ok((e, Some(size)))
+}
+
+/// What is fixed by a manifest's content and costly to read again for every listing: the
+/// platforms `images` shows (an index's from its entries, an image's from its config).
+/// Kept in the `summaries` tree, written when the manifest is committed (or, for a manifest
+/// stored before summaries existed, the first time it is asked for). Being a function of
+/// content-addressed bytes, it never goes stale; GC removes it with the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSummary {
+    /// Platforms as `os/arch[/variant]`, in entry order, each once.
+    pub platforms: Vec<String>,
+}
+
 /// A tag's target.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagRecord {
@@ -203,6 +253,38 @@ mod tests {
             decode::<TagRecord>("tags", &bad),
             Err(Error::SchemaVersion { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn sized_edges_read_as_edges_and_old_edges_read_without_size() {
+        let new = encode_edge(true, 2, 1 << 40);
+        // An older sealift decodes only the fields it knows.
+        let old_view: EdgeRecord = decode("edges", &new).unwrap();
+        assert_eq!(
+            old_view,
+            EdgeRecord {
+                required: true,
+                role: 2
+            }
+        );
+        assert_eq!(decode_edge(&new).unwrap(), (old_view, Some(1 << 40)));
+        let old = encode(&EdgeRecord {
+            required: false,
+            role: 0,
+        });
+        assert_eq!(
+            decode_edge(&old).unwrap(),
+            (
+                EdgeRecord {
+                    required: false,
+                    role: 0
+                },
+                None
+            )
+        );
+        let mut cut = new.clone();
+        cut.truncate(cut.len() - 1);
+        assert!(decode_edge(&cut).is_err());
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Store {
     pub(crate) holds: sled::Tree,
     pub(crate) ingests: sled::Tree,
     pub(crate) meta: sled::Tree,
+    /// Per-manifest summaries (see [`crate::summary`]): derived, rebuilt when absent.
+    pub(crate) summaries: sled::Tree,
     pub(crate) session: u64,
     /// Mutators hold it shared across "read epoch, touch, commit"; GC holds it exclusively
     /// only to bump the epoch. So every mutation is either visible to GC's mark or stamped

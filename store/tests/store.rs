@@ -35,6 +35,8 @@ mod persistence;
 mod replica;
 #[path = "store/s3.rs"]
 mod s3;
+#[path = "store/summary.rs"]
+mod summary;
 #[path = "store/tags.rs"]
 mod tags;
 #[path = "store/verify.rs"]

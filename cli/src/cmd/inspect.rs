@@ -102,7 +102,7 @@ fn inspect(
     }
     if let Some(p) = platform {
         if images.is_empty() {
-            let available = config::platforms(store, digest).unwrap_or_default();
+            let available = store.platforms(digest).unwrap_or_default();
             if available.is_empty() {
                 bail!("{reference} has no image for {p}");
             }
