@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::graph::{key_digest, Visit};
 use crate::record::{self, BlobRecordRef};
 use crate::store::Store;
+use crate::tag::TagEntry;
 use sealift_oci::digest::Digest;
 use sealift_oci::media_type::is_manifest;
 
@@ -51,6 +52,17 @@ pub struct DuReport {
     pub shared: Vec<SharedBlob>,
 }
 
+/// What the walks of some tags found.
+#[derive(Default)]
+struct Usage {
+    /// Sum of each tagged image's size.
+    logical: u64,
+    /// Per repository, in key order.
+    repos: Vec<RepoUsage>,
+    /// Per blob that is not a manifest: how many tagged images reach it, and its size.
+    uses: HashMap<Vec<u8>, (usize, u64)>,
+}
+
 impl Store {
     /// Compute usage; `top` bounds the shared list.
     ///
@@ -60,21 +72,47 @@ impl Store {
     /// read without copying what is not needed. Each tag's graph is walked on its own (a
     /// walk is a few key lookups), instead of keeping every graph in memory.
     pub fn du(&self, top: usize) -> Result<DuReport> {
-        let mut report = DuReport::default();
-        for item in self.blobs.iter() {
-            let (_, v) = item?;
-            let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
-            report.physical += rec.size;
-            report.blobs += 1;
+        let tags = self.tags()?;
+        // Two halves that split no repository: each is walked on a thread of its own, and
+        // the scan of every record for the store's total on a third; they overlap, since
+        // each is lookups in sled and nothing else.
+        let mut mid = tags.len() / 2;
+        while mid > 0 && mid < tags.len() && tags[mid].repo == tags[mid - 1].repo {
+            mid += 1;
         }
-        // Per blob that is not a manifest: how many tagged images reach it, and its size.
-        let mut uses: HashMap<Vec<u8>, (usize, u64)> = HashMap::new();
+        let (first, second) = tags.split_at(mid);
+        let (total, first, second) = std::thread::scope(|scope| {
+            let total = scope.spawn(|| -> Result<(u64, usize)> {
+                let (mut bytes, mut blobs) = (0, 0);
+                for item in self.blobs.iter() {
+                    let (_, v) = item?;
+                    bytes += record::decode_ref::<BlobRecordRef<'_>>("blobs", &v)?.size;
+                    blobs += 1;
+                }
+                Ok((bytes, blobs))
+            });
+            let second = scope.spawn(|| self.usage_of(second));
+            let first = self.usage_of(first);
+            (join(total), first, join(second))
+        });
+        let (mut usage, second) = (first?, second?);
+        usage.logical += second.logical;
+        usage.repos.extend(second.repos);
+        for (k, (n, s)) in second.uses {
+            usage.uses.entry(k).or_insert((0, s)).0 += n;
+        }
+        self.finish_usage(usage, total?, top)
+    }
+
+    /// Usage of the repositories of `tags` (in key order; no repository elsewhere).
+    fn usage_of(&self, tags: &[TagEntry]) -> Result<Usage> {
+        let mut out = Usage::default();
         let mut repo: Option<(RepoUsage, HashSet<Vec<u8>>)> = None;
         // One tag's graph: (key, size, whether it is a manifest).
         let mut nodes: Vec<(Vec<u8>, u64, bool)> = Vec::new();
-        for t in self.tags()? {
+        for t in tags {
             if repo.as_ref().is_none_or(|(u, _)| u.repo != t.repo.as_str()) {
-                report.repos.extend(repo.take().map(|(u, _)| u));
+                out.repos.extend(repo.take().map(|(u, _)| u));
                 let usage = RepoUsage {
                     repo: t.repo.to_string(),
                     ..Default::default()
@@ -102,20 +140,38 @@ impl Store {
                 nodes.clear();
             }
             let size: u64 = nodes.iter().map(|n| n.1).sum();
-            report.logical += size;
+            out.logical += size;
             usage.tags += 1;
             usage.logical += size;
             for (k, s, manifest) in nodes.drain(..) {
                 if !manifest {
-                    uses.entry(k.clone()).or_insert((0, s)).0 += 1;
+                    out.uses.entry(k.clone()).or_insert((0, s)).0 += 1;
                 }
                 if distinct.insert(k) {
                     usage.physical += s;
                 }
             }
         }
-        report.repos.extend(repo.map(|(u, _)| u));
-        let mut shared: Vec<(Vec<u8>, usize, u64)> = uses
+        out.repos.extend(repo.map(|(u, _)| u));
+        Ok(out)
+    }
+
+    /// The report from what [`Store::usage_of`] found: the `top` most-shared blobs.
+    fn finish_usage(
+        &self,
+        usage: Usage,
+        (physical, blobs): (u64, usize),
+        top: usize,
+    ) -> Result<DuReport> {
+        let mut report = DuReport {
+            logical: usage.logical,
+            physical,
+            blobs,
+            repos: usage.repos,
+            shared: Vec::new(),
+        };
+        let mut shared: Vec<(Vec<u8>, usize, u64)> = usage
+            .uses
             .into_iter()
             .filter(|(_, (n, _))| *n > 1)
             .map(|(k, (n, s))| (k, n, s))
@@ -142,4 +198,9 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// A scoped thread's result; its panic goes on in the caller.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

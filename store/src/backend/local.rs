@@ -26,6 +26,10 @@ pub struct LocalBlobs {
     root: PathBuf,
     /// Per algorithm directory: whether a rename into it is not yet fsync'd.
     dirty: Arc<[AtomicBool; 2]>,
+    /// Per algorithm directory, open: a stat relative to it looks up one name instead of
+    /// walking the store's whole path (`images` stats every node of 10k graphs, and the
+    /// walk was a third of that).
+    dirs: Arc<[File; 2]>,
 }
 
 impl LocalBlobs {
@@ -35,9 +39,14 @@ impl LocalBlobs {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(Error::io("creating", &p))?;
         }
+        let dir = |a: Algorithm| {
+            let p = root.join("blobs").join(a.as_str());
+            File::open(&p).map_err(Error::io("opening", &p))
+        };
         Ok(LocalBlobs {
             root: root.to_path_buf(),
             dirty: Arc::new([AtomicBool::new(false), AtomicBool::new(false)]),
+            dirs: Arc::new([dir(ALGORITHMS[0])?, dir(ALGORITHMS[1])?]),
         })
     }
 
@@ -146,11 +155,13 @@ impl Backend for LocalBlobs {
     }
 
     fn stat(&self, d: &Digest) -> Result<Option<u64>> {
-        match fs::metadata(self.path(d)) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("reading metadata of", self.path(d))(e)),
+        let dir = &self.dirs[Self::alg_index(d.algorithm())];
+        match rustix::fs::statat(dir, d.hex(), rustix::fs::AtFlags::empty()) {
+            Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() => {
+                Ok(Some(st.st_size as u64))
+            }
+            Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(Error::io("reading metadata of", self.path(d))(e.into())),
         }
     }
 
