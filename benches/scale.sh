@@ -56,6 +56,9 @@ measure_scale() {
     local name=$1 bin=$2
     rm -rf "$W/run"
     cp -a "$W/built" "$W/run"
+    # The copy's dirty pages would otherwise be written back during the measurements
+    # (GC's flushes and unlinks waited behind them: 2-5x slower, varying run to run).
+    sync
     echo "== measuring with $bin/scale" >&2
     "$bin/scale" --blobs "$BLOBS" --manifests "$MANIFESTS" --dir "$W/run" --prebuilt \
         --sealift "$bin/sealift" >"$W/$name.out" 2>"$W/$name.err"

@@ -397,13 +397,17 @@ pub(crate) struct Pending {
 /// the barriers together and the bucket answer the requests together.
 const WORKERS: usize = 8;
 
-/// `f` applied to every item, on up to [`WORKERS`] scoped threads (each taking a run of
+/// `f` applied to every item, on up to `workers` scoped threads (each taking a run of
 /// items in turn); the results in the items' order.
-fn on_workers<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+pub(crate) fn on_workers<T: Send, R: Send>(
+    items: Vec<T>,
+    workers: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
     if items.len() <= 1 {
         return items.into_iter().map(f).collect();
     }
-    let per = items.len().div_ceil(WORKERS);
+    let per = items.len().div_ceil(workers.max(1));
     let mut runs: Vec<Vec<T>> = Vec::new();
     let mut it = items.into_iter();
     loop {
@@ -419,23 +423,25 @@ fn on_workers<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec
             .into_iter()
             .map(|run| scope.spawn(move || run.into_iter().map(f).collect::<Vec<R>>()))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        handles.into_iter().flat_map(join).collect()
     })
+}
+
+/// A scoped thread's result; its panic goes on in the caller.
+pub(crate) fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Seal every staged write, a few at a time on scoped threads.
 fn seal_all(staged: &mut [Box<dyn Staged>]) -> Result<()> {
-    on_workers(staged.iter_mut().collect(), |s| s.seal())
+    on_workers(staged.iter_mut().collect(), WORKERS, |s| s.seal())
         .into_iter()
         .collect()
 }
 
 /// Publish every sealed write, a few at a time on scoped threads; one result per write.
 fn publish_all(staged: Vec<Box<dyn Staged>>) -> Vec<Result<()>> {
-    on_workers(staged, |s| s.publish())
+    on_workers(staged, WORKERS, |s| s.publish())
 }
 
 /// Write one item's record (and a manifest's edges and referrer link) inside the commit

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::blob::join;
 use crate::error::Result;
 use crate::graph::{key_digest, Visit};
 use crate::record::{self, BlobRecordRef};
@@ -198,9 +199,4 @@ impl Store {
         }
         Ok(report)
     }
-}
-
-/// A scoped thread's result; its panic goes on in the caller.
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

@@ -18,9 +18,11 @@
 //! then plain blobs found by a second pass over the records).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::backend::Location;
+use crate::blob::join;
 use crate::error::{Error, Result};
 use crate::graph::key_digest;
 use crate::record::{self, now, BlobRecord, BlobRecordRef, IngestRecord, LeaseRecord, TagRecord};
@@ -31,8 +33,8 @@ use sled::Transactional;
 /// Deletions and unlinks so far in one run, counted for the crash-test fault points.
 #[derive(Default)]
 struct Progress {
-    deleted: u64,
-    unlinked: u64,
+    deleted: AtomicU64,
+    unlinked: AtomicU64,
 }
 
 /// Decode a record inside a transaction, aborting it on a bad one.
@@ -95,9 +97,15 @@ pub struct GcReport {
     pub live: usize,
 }
 
-/// Records removed per transaction, and made durable (one flush) before their files go: a
-/// crash loses at most one chunk of unlinks (the files stay as orphans, swept by the next
-/// GC), and memory holds one chunk of candidates, whatever the store's size.
+/// Threads deleting a chunk's bytes: unlinks on the disk of issue 13 overlap up to about 16
+/// at a time (`rm` of 5,000 small files: 0.52 s one at a time, 0.17 s 16 at a time).
+const UNLINKERS: usize = 16;
+
+/// Records removed per chunk (one transaction for manifests, a compare-and-swap each for
+/// plain blobs), and made durable (one flush) before their files go: a crash loses at most
+/// two chunks of unlinks (the one unlinking and the one just deleted; the files stay as
+/// orphans, swept by the next GC), and memory holds two chunks of candidates, whatever the
+/// store's size.
 const CHUNK: usize = 512;
 
 /// A record's key in the `blobs` tree ([`Digest::to_key`]): the mark works on these, not on
@@ -173,14 +181,11 @@ impl Store {
         // The unreached manifests are ordered (they are few); the plain blobs go after
         // them, a chunk at a time, in any order.
         let mut unreached_manifests: Vec<Key> = Vec::new();
-        let mut unreached_blobs = 0usize;
         for (k, n) in &nodes {
             if n.marked {
                 report.live += 1;
             } else if n.manifest {
                 unreached_manifests.push(k.clone());
-            } else {
-                unreached_blobs += 1;
             }
         }
 
@@ -204,27 +209,11 @@ impl Store {
             // first, in that order among themselves, then the plain blobs, which link
             // nothing.
             let ordered = self.parents_first(unreached_manifests, &nodes)?;
-            let mut progress = Progress::default();
-            for chunk in ordered.chunks(CHUNK) {
-                let keys: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-                self.delete_chunk(&keys, true, epoch, &mut report, &mut progress)?;
-            }
-            drop(ordered);
-            if unreached_blobs > 0 {
-                let plain = nodes
-                    .iter()
-                    .filter(|(_, n)| !n.marked && !n.manifest)
-                    .map(|(k, _)| k.as_slice());
-                let mut keys: Vec<&[u8]> = Vec::with_capacity(CHUNK);
-                for k in plain {
-                    keys.push(k);
-                    if keys.len() == CHUNK {
-                        self.delete_chunk(&keys, false, epoch, &mut report, &mut progress)?;
-                        keys.clear();
-                    }
-                }
-                self.delete_chunk(&keys, false, epoch, &mut report, &mut progress)?;
-            }
+            let plain = nodes
+                .iter()
+                .filter(|(_, n)| !n.marked && !n.manifest)
+                .map(|(k, _)| k.as_slice());
+            self.delete_unreached(&ordered, plain, epoch, &mut report)?;
         }
 
         // Local files are only ever published by this process (the store's lock), under the
@@ -351,18 +340,60 @@ impl Store {
         Ok(out)
     }
 
-    /// Delete a chunk of candidates, report them, make the removals durable, then unlink
-    /// their bytes.
+    /// Delete the unreached records, `manifests` (parents first) then the `plain` blobs, a
+    /// chunk at a time, and unlink their files. A chunk's files are unlinked on a thread
+    /// of their own while the next chunk's records are deleted: the unlinks wait on the
+    /// disk (on one mounted with `discard`, on the device), the deletes on sled.
+    fn delete_unreached<'k>(
+        &self,
+        manifests: &[Key],
+        plain: impl Iterator<Item = &'k [u8]>,
+        epoch: u64,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let progress = Progress::default();
+        std::thread::scope(|scope| {
+            let mut unlinking: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
+            let mut chunk = |keys: &[&[u8]], manifests: bool| -> Result<()> {
+                let pending = self.delete_chunk(keys, manifests, epoch, report, &progress)?;
+                if let Some(h) = unlinking.take() {
+                    join(h)?;
+                }
+                let progress = &progress;
+                unlinking = Some(scope.spawn(move || self.unlink_removed(pending, progress)));
+                Ok(())
+            };
+            for keys in manifests.chunks(CHUNK) {
+                chunk(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>(), true)?;
+            }
+            let mut keys: Vec<&[u8]> = Vec::with_capacity(CHUNK);
+            for k in plain {
+                keys.push(k);
+                if keys.len() == CHUNK {
+                    chunk(&keys, false)?;
+                    keys.clear();
+                }
+            }
+            chunk(&keys, false)?;
+            match unlinking.take() {
+                Some(h) => join(h),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Delete a chunk of candidates, report them and make the removals durable; the
+    /// digests whose files are to go.
     fn delete_chunk(
         &self,
         keys: &[&[u8]],
         manifests: bool,
         epoch: u64,
         report: &mut GcReport,
-        progress: &mut Progress,
-    ) -> Result<()> {
+        progress: &Progress,
+    ) -> Result<Vec<Digest>> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let removed = self.delete_records_if_untouched(keys, manifests, epoch)?;
         let mut pending: Vec<Digest> = Vec::with_capacity(keys.len());
@@ -371,8 +402,8 @@ impl Store {
                 report.spared_by_writer += 1;
                 continue;
             };
-            progress.deleted += 1;
-            crate::fault::reached("gc.after_delete", progress.deleted);
+            let deleted = progress.deleted.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::fault::reached("gc.after_delete", deleted);
             let digest = key_digest(k)?;
             report.bytes += size;
             report.removed.push(Collected {
@@ -382,7 +413,10 @@ impl Store {
             });
             pending.push(digest);
         }
-        self.unlink_removed(&mut pending, &mut progress.unlinked)
+        if !pending.is_empty() {
+            self.db.flush()?;
+        }
+        Ok(pending)
     }
 
     /// Delete a chunk of records (and the edges and referrer links they own) in one
@@ -400,6 +434,12 @@ impl Store {
         manifests: bool,
         epoch: u64,
     ) -> Result<Vec<Option<(u64, String)>>> {
+        if !manifests {
+            return keys
+                .iter()
+                .map(|k| self.delete_blob_if_untouched(k, epoch))
+                .collect();
+        }
         // A manifest's edges are fixed by its bytes, so listing them before the
         // transaction is exact: a re-put of the manifest writes the same keys, and stamps
         // the record, which then is not deleted.
@@ -454,30 +494,54 @@ impl Store {
         Ok(removed)
     }
 
-    /// Make the removals of `pending` durable, then unlink their files. A put of the same
+    /// [`Store::delete_records_if_untouched`] for a record that is not a manifest: it owns
+    /// no edge or link, so a compare-and-swap of its value does what a transaction would
+    /// (a writer that stamps it in between changes the value, and the record is read again
+    /// and spared), at a fifth of the cost (a transaction per chunk was a quarter of GC's
+    /// time removing 55k items).
+    fn delete_blob_if_untouched(&self, k: &[u8], epoch: u64) -> Result<Option<(u64, String)>> {
+        loop {
+            let Some(v) = self.blobs.get(k)? else {
+                return Ok(None);
+            };
+            let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
+            // Committed as a manifest since the mark: stamped, so spared.
+            if rec.touched >= epoch || rec.manifest {
+                return Ok(None);
+            }
+            let gone = (rec.size, rec.media_type.to_string());
+            if self
+                .blobs
+                .compare_and_swap(k, Some(&v), None::<&[u8]>)?
+                .is_ok()
+            {
+                return Ok(Some(gone));
+            }
+        }
+    }
+
+    /// Unlink the files of `pending`, whose records' removal is durable. A put of the same
     /// digest may have committed it again since (it renames its own copy into place under
     /// the stripe lock): that file is kept.
-    fn unlink_removed(&self, pending: &mut Vec<Digest>, unlinked: &mut u64) -> Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        self.db.flush()?;
+    fn unlink_removed(&self, pending: Vec<Digest>, progress: &Progress) -> Result<()> {
         // A replica's records name the writer's objects: it drops records, never objects.
-        if self.is_replica() {
-            pending.clear();
+        if pending.is_empty() || self.is_replica() {
             return Ok(());
         }
-        for d in pending.drain(..) {
+        // The records are gone, so the files may go in any order: a few at a time, since
+        // each unlink waits on the file system and the waits overlap.
+        let done = crate::blob::on_workers(pending, UNLINKERS, |d| -> Result<()> {
             let _s = self.stripe(&d);
             if self.blobs.contains_key(d.to_key())? {
-                continue;
+                return Ok(());
             }
-            *unlinked += 1;
-            crate::fault::reached("gc.before_unlink", *unlinked);
+            let n = progress.unlinked.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::fault::reached("gc.before_unlink", n);
             self.backend.delete(&d)?;
-            crate::fault::reached("gc.after_unlink", *unlinked);
-        }
-        Ok(())
+            crate::fault::reached("gc.after_unlink", n);
+            Ok(())
+        });
+        done.into_iter().collect()
     }
 
     /// Order the unreached manifests so that every one comes before the manifests it links

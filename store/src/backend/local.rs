@@ -232,10 +232,10 @@ impl Backend for LocalBlobs {
     }
 
     fn delete(&self, d: &Digest) -> Result<()> {
-        let p = self.path(d);
-        match fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("removing", &p)(e)),
-            _ => Ok(()),
+        let dir = &self.dirs[Self::alg_index(d.algorithm())];
+        match rustix::fs::unlinkat(dir, d.hex(), rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::io("removing", self.path(d))(e.into())),
         }
     }
 
