@@ -37,6 +37,7 @@ pub mod record;
 pub mod state;
 pub mod store;
 mod summary;
+mod sweep;
 pub mod tag;
 mod tx;
 pub mod verify;
