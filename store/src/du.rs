@@ -130,7 +130,10 @@ impl Store {
                         let rec: BlobRecordRef<'_> = record::decode_ref("blobs", value)?;
                         nodes.push((key.to_vec(), rec.size, is_manifest(rec.media_type)));
                     }
-                    // Behind a required edge: recorded as long as its manifest is.
+                    // Behind a required edge: recorded as long as its manifest is. In a
+                    // store damaged by hand (or repaired by `verify --repair`) it may not
+                    // be; du then counts it at the size its manifest gives, and `images`
+                    // and `verify` name the damage.
                     Visit::Leaf { key, size, .. } => nodes.push((key.to_vec(), size, false)),
                     Visit::Missing { .. } => {}
                 }
