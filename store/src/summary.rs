@@ -72,10 +72,10 @@ impl Store {
                     .as_ref()
                     .filter(|c| mt::kind(&c.media_type) == mt::Kind::Config)
                 {
-                    if self.record(&c.digest)?.is_none() {
-                        return Ok(None);
-                    }
-                    let bytes = self.read_small(&c.digest, MAX_CONFIG_SIZE as u64)?;
+                    let bytes = match self.read_small(&c.digest, MAX_CONFIG_SIZE as u64) {
+                        Err(Error::NotFound(_)) => return Ok(None),
+                        r => r?,
+                    };
                     let cfg = ImageConfig::parse(&bytes).map_err(|source| Error::Config {
                         digest: c.digest.clone(),
                         source,
