@@ -39,8 +39,13 @@ impl Store {
     /// A backend that cannot answer (an object store that is down) counts as "not in
     /// place", which makes a put write the bytes again rather than trust them.
     pub fn file_present(&self, d: &Digest, rec: &BlobRecord) -> bool {
+        self.bytes_in_place(d, rec.size)
+    }
+
+    /// [`Store::file_present`] for a size known without the whole record.
+    pub(crate) fn bytes_in_place(&self, d: &Digest, size: u64) -> bool {
         match self.backend.stat(d) {
-            Ok(size) => size == Some(rec.size),
+            Ok(s) => s == Some(size),
             Err(e) => {
                 tracing::warn!("{d}: {e}");
                 false

@@ -124,7 +124,7 @@ impl Store {
                 continue;
             };
             nodes.clear();
-            let walked = self.walk_sized(&t.digest, &mut |node| {
+            let walked = self.walk_sized(&t.digest, true, &mut |node| {
                 match node {
                     Visit::Record { key, value } => {
                         let rec: BlobRecordRef<'_> = record::decode_ref("blobs", value)?;

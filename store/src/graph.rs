@@ -220,17 +220,18 @@ impl Store {
     pub fn walk(&self, root: &Digest) -> Result<Graph> {
         let mut nodes = Vec::new();
         let mut missing = Vec::new();
-        self.walk_sized(root, &mut |node| {
+        // Every node's record is wanted here (linking stamps each one), so no leaves.
+        self.walk_sized(root, false, &mut |node| {
             match node {
                 Visit::Record { key, value } => {
                     nodes.push((key_digest(key)?, record::decode("blobs", value)?));
                 }
-                // Every node's record is wanted here (linking stamps each one).
-                Visit::Leaf { key, parent, .. } => match self.blobs.get(key)? {
-                    Some(v) => nodes.push((key_digest(key)?, record::decode("blobs", &v)?)),
-                    None => missing.push((key_digest(parent)?, key_digest(key)?)),
-                },
-                Visit::Missing { parent, child } => {
+                // No leaf comes without `leaves`; were one to, taking it as missing makes
+                // linking refuse rather than leave a node unstamped.
+                Visit::Missing { parent, child }
+                | Visit::Leaf {
+                    key: child, parent, ..
+                } => {
                     missing.push((key_digest(parent)?, key_digest(child)?));
                 }
             }
@@ -245,7 +246,13 @@ impl Store {
     /// child was there, and GC keeps the child as long as the manifest. Its record is so
     /// not read again (a third of `images`' time at 10k tags went to those lookups); the
     /// caller checks what it needs and falls back to the record where that disagrees.
-    pub(crate) fn walk_sized(&self, root: &Digest, visit: &mut SizedVisitor<'_>) -> Result<()> {
+    /// Without `leaves`, every node present comes with its record (no [`Visit::Leaf`]).
+    pub(crate) fn walk_sized(
+        &self,
+        root: &Digest,
+        leaves: bool,
+        visit: &mut SizedVisitor<'_>,
+    ) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
         // (key, manifests on the path to it, the parent that named it and whether the edge
         // is required, the size that edge recorded when the child may be taken as a leaf).
@@ -289,7 +296,8 @@ impl Store {
                     let (ek, ev) = item?;
                     let child = ek[k.len()..].to_vec();
                     let (e, size) = record::decode_edge(&ev)?;
-                    let leaf = size.filter(|_| e.required && role_of(e.role) != Role::Manifest);
+                    let leaf =
+                        size.filter(|_| leaves && e.required && role_of(e.role) != Role::Manifest);
                     stack.push((child, depth + 1, Some((k.clone(), e.required)), leaf));
                 }
             }

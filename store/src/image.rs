@@ -160,6 +160,15 @@ impl Presence {
         Presence { listed: None }
     }
 
+    /// Whether the bytes under `key` are there with `size` (a backend that cannot answer
+    /// counts as "not in place", as in [`Store::file_present`]).
+    fn in_place(&self, store: &Store, key: &[u8], size: u64) -> Result<bool> {
+        match &self.listed {
+            Some(listed) => Ok(listed.get(key) == Some(&size)),
+            None => Ok(store.bytes_in_place(&key_digest(key)?, size)),
+        }
+    }
+
     /// The size of `d`'s bytes, or `None` when they are not there.
     pub(crate) fn size(&self, store: &Store, d: &Digest) -> Result<Option<u64>> {
         match &self.listed {
@@ -210,43 +219,33 @@ impl Store {
         let mut size = 0;
         let mut missing_files = Vec::new();
         let mut missing = Vec::new();
-        let in_place = |k: &[u8], size: u64| -> Result<bool> {
-            match &presence.listed {
-                Some(listed) => Ok(listed.get(k) == Some(&size)),
-                None => Ok(self.bytes_in_place(&key_digest(k)?, size)),
-            }
-        };
         // Records are read without copying them; a digest is made only for what is
         // reported or stat'ed.
-        self.walk_sized(digest, &mut |node| {
-            match node {
-                Visit::Record { key, value } => {
-                    let rec: BlobRecordRef<'_> = record::decode_ref("blobs", value)?;
-                    size += rec.size;
-                    if !in_place(key, rec.size)? {
-                        missing_files.push(key_digest(key)?);
-                    }
+        self.walk_sized(digest, true, &mut |node| {
+            let fetched;
+            let (key, value) = match node {
+                Visit::Record { key, value } => (key, value),
+                Visit::Leaf { key, size: s, .. } if presence.in_place(self, key, s)? => {
+                    size += s;
+                    return Ok(());
                 }
-                Visit::Leaf { key, size: s, .. } if in_place(key, s)? => size += s,
                 // Bytes absent or of another size than the edge says: the record decides
                 // between a missing file and a missing child, as for any other node.
-                Visit::Leaf { key, parent, .. } => match self.blobs.get(key)? {
-                    Some(v) => {
-                        let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
-                        size += rec.size;
-                        if !in_place(key, rec.size)? {
-                            missing_files.push(key_digest(key)?);
-                        }
+                Visit::Leaf { key, parent, .. } => {
+                    fetched = self.blobs.get(key)?;
+                    match &fetched {
+                        Some(v) => (key, &v[..]),
+                        None => return missing_edge(&mut missing, parent, key),
                     }
-                    None => missing.push(MissingEdge {
-                        parent: key_digest(parent)?,
-                        child: key_digest(key)?,
-                    }),
-                },
-                Visit::Missing { parent, child } => missing.push(MissingEdge {
-                    parent: key_digest(parent)?,
-                    child: key_digest(child)?,
-                }),
+                }
+                Visit::Missing { parent, child } => {
+                    return missing_edge(&mut missing, parent, child)
+                }
+            };
+            let rec: BlobRecordRef<'_> = record::decode_ref("blobs", value)?;
+            size += rec.size;
+            if !presence.in_place(self, key, rec.size)? {
+                missing_files.push(key_digest(key)?);
             }
             Ok(())
         })?;
@@ -257,17 +256,6 @@ impl Store {
             missing_files,
             missing,
         }))
-    }
-
-    /// [`Store::file_present`] for a record read as a [`BlobRecordRef`].
-    fn bytes_in_place(&self, d: &Digest, size: u64) -> bool {
-        match self.backend.stat(d) {
-            Ok(s) => s == Some(size),
-            Err(e) => {
-                tracing::warn!("{d}: {e}");
-                false
-            }
-        }
     }
 
     /// The tree under `digest` (which must be in the store): index entries (only those
@@ -444,4 +432,13 @@ impl Walker<'_> {
         }
         Ok(())
     }
+}
+
+/// Report the required edge `parent` → `child` whose child has no record.
+fn missing_edge(missing: &mut Vec<MissingEdge>, parent: &[u8], child: &[u8]) -> Result<()> {
+    missing.push(MissingEdge {
+        parent: key_digest(parent)?,
+        child: key_digest(child)?,
+    });
+    Ok(())
 }

@@ -146,12 +146,11 @@ impl Store {
         // the record, which then is not deleted.
         let mut edges: Vec<Vec<sled::IVec>> = Vec::with_capacity(keys.len());
         for k in keys {
-            let mut own = Vec::new();
-            if manifests {
-                for item in self.edges.scan_prefix(k) {
-                    own.push(item?.0);
-                }
-            }
+            let own = self
+                .edges
+                .scan_prefix(k)
+                .keys()
+                .collect::<sled::Result<_>>()?;
             edges.push(own);
         }
         let trees = (&self.blobs, &self.edges, &self.referrers);
@@ -183,15 +182,13 @@ impl Store {
             Ok(removed)
         });
         let removed = removed.map_err(Error::from)?;
-        if manifests {
-            // Summaries are derived (see crate::summary): dropped outside the transaction,
-            // and a re-put that raced this only has its summary computed again.
-            let mut batch = sled::Batch::default();
-            for (k, _) in keys.iter().zip(&removed).filter(|(_, r)| r.is_some()) {
-                batch.remove(*k);
-            }
-            self.summaries.apply_batch(batch)?;
+        // Summaries are derived (see crate::summary): dropped outside the transaction, and
+        // a re-put that raced this only has its summary computed again.
+        let mut batch = sled::Batch::default();
+        for (k, _) in keys.iter().zip(&removed).filter(|(_, r)| r.is_some()) {
+            batch.remove(*k);
         }
+        self.summaries.apply_batch(batch)?;
         Ok(removed)
     }
 

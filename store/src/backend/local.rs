@@ -59,6 +59,11 @@ impl LocalBlobs {
         self.root.join("ingest")
     }
 
+    /// The open directory holding `d`'s file.
+    fn dir(&self, d: &Digest) -> &File {
+        &self.dirs[Self::alg_index(d.algorithm())]
+    }
+
     fn alg_index(a: Algorithm) -> usize {
         ALGORITHMS.iter().position(|x| *x == a).unwrap_or(0)
     }
@@ -155,8 +160,7 @@ impl Backend for LocalBlobs {
     }
 
     fn stat(&self, d: &Digest) -> Result<Option<u64>> {
-        let dir = &self.dirs[Self::alg_index(d.algorithm())];
-        match rustix::fs::statat(dir, d.hex(), rustix::fs::AtFlags::empty()) {
+        match rustix::fs::statat(self.dir(d), d.hex(), rustix::fs::AtFlags::empty()) {
             Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() => {
                 Ok(Some(st.st_size as u64))
             }
@@ -232,8 +236,7 @@ impl Backend for LocalBlobs {
     }
 
     fn delete(&self, d: &Digest) -> Result<()> {
-        let dir = &self.dirs[Self::alg_index(d.algorithm())];
-        match rustix::fs::unlinkat(dir, d.hex(), rustix::fs::AtFlags::empty()) {
+        match rustix::fs::unlinkat(self.dir(d), d.hex(), rustix::fs::AtFlags::empty()) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
             Err(e) => Err(Error::io("removing", self.path(d))(e.into())),
         }
