@@ -105,18 +105,38 @@ impl Source for LayoutDirSource {
 
     async fn tags(&self) -> Result<Vec<String>, TransportError> {
         let entries = index_entries(self.dir.path()).await?;
-        let selected = select(&entries, self.reference.as_deref(), &self.describe())?;
-        Ok(sibling_tags(&entries, &selected))
+        tags_among(self, &entries, self.reference.as_deref())
     }
 
     async fn resolve_tag(&self, tag: &str) -> Result<Root, TransportError> {
         let entries = index_entries(self.dir.path()).await?;
-        let selected = select(&entries, self.reference.as_deref(), &self.describe())?;
-        let descriptor = sibling(&entries, &selected, tag)
-            .ok_or_else(|| TransportError::NotFound(format!("{tag} in {}", self.describe())))?;
-        let bytes = self.manifest(&descriptor).await?;
-        Ok(Root { descriptor, bytes })
+        tagged_among(self, &entries, self.reference.as_deref(), tag).await
     }
+}
+
+/// [`Source::tags`] of a layout source whose index holds `entries` and which reads the
+/// entry named `reference`: the tags of that entry's repository.
+pub(crate) fn tags_among(
+    src: &dyn Source,
+    entries: &[Descriptor],
+    reference: Option<&str>,
+) -> Result<Vec<String>, TransportError> {
+    let selected = select(entries, reference, &src.describe())?;
+    Ok(sibling_tags(entries, &selected))
+}
+
+/// [`Source::resolve_tag`] of such a source: the entry tagged `tag` in that repository.
+pub(crate) async fn tagged_among(
+    src: &dyn Source,
+    entries: &[Descriptor],
+    reference: Option<&str>,
+    tag: &str,
+) -> Result<Root, TransportError> {
+    let selected = select(entries, reference, &src.describe())?;
+    let descriptor = sibling(entries, &selected, tag)
+        .ok_or_else(|| TransportError::NotFound(format!("{tag} in {}", src.describe())))?;
+    let bytes = src.manifest(&descriptor).await?;
+    Ok(Root { descriptor, bytes })
 }
 
 /// `(repository, tag)` of a layout ref name: `repo:tag`, or a bare tag (repository "").
@@ -130,7 +150,7 @@ fn split_name(name: &str) -> (&str, &str) {
 /// The tags of the repository the `selected` entry belongs to, as a registry lists its
 /// repository's tags: how cosign's `sha256-<hex>.sig` signature manifests are found in a
 /// layout, where `export --referrers` writes them as entries named `repo:sha256-<hex>.sig`.
-pub(crate) fn sibling_tags(entries: &[Descriptor], selected: &Descriptor) -> Vec<String> {
+fn sibling_tags(entries: &[Descriptor], selected: &Descriptor) -> Vec<String> {
     let Some(repo) = selected.ref_name().map(|n| split_name(n).0) else {
         return Vec::new();
     };
@@ -143,11 +163,7 @@ pub(crate) fn sibling_tags(entries: &[Descriptor], selected: &Descriptor) -> Vec
 }
 
 /// The entry tagged `tag` in the `selected` entry's repository, as a root descriptor.
-pub(crate) fn sibling(
-    entries: &[Descriptor],
-    selected: &Descriptor,
-    tag: &str,
-) -> Option<Descriptor> {
+fn sibling(entries: &[Descriptor], selected: &Descriptor, tag: &str) -> Option<Descriptor> {
     let repo = split_name(selected.ref_name()?).0;
     let mut d = entries
         .iter()

@@ -24,7 +24,7 @@ use sealift_layout::{TarLayout, TarLayoutWriter};
 use sealift_oci::{Descriptor, Digest};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::layout_dir::{referrers_among, select, sibling, sibling_tags};
+use super::layout_dir::{referrers_among, select, tagged_among, tags_among};
 use super::verify::Verified;
 use super::{BlobStream, Root, Sink, Source, TransportError};
 
@@ -123,16 +123,11 @@ impl Source for LayoutTarSource {
     }
 
     async fn tags(&self) -> Result<Vec<String>, TransportError> {
-        let selected = select(self.entries(), self.reference.as_deref(), &self.describe())?;
-        Ok(sibling_tags(self.entries(), &selected))
+        tags_among(self, self.entries(), self.reference.as_deref())
     }
 
     async fn resolve_tag(&self, tag: &str) -> Result<Root, TransportError> {
-        let selected = select(self.entries(), self.reference.as_deref(), &self.describe())?;
-        let descriptor = sibling(self.entries(), &selected, tag)
-            .ok_or_else(|| TransportError::NotFound(format!("{tag} in {}", self.describe())))?;
-        let bytes = self.manifest(&descriptor).await?;
-        Ok(Root { descriptor, bytes })
+        tagged_among(self, self.entries(), self.reference.as_deref(), tag).await
     }
 }
 
