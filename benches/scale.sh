@@ -50,12 +50,22 @@ echo "== the same build unbatched (a lone put per item)" >&2
 UNBATCHED=$(awk '$1 == "metric" && $2 == "ingest_blobs_per_s" { printf "%.0f", $3 }' "$W/unbatched.out")
 rm -rf "$W/unbatched"
 
-# measure NAME BINDIR: scale --prebuilt on a fresh copy of the built store; the metric
-# lines go to $W/NAME.metrics.
+# An older build may keep another store format (format 1 before redb): it builds a store
+# of its own, the same shape, and its own ingest figure.
+if [[ -n ${BEFORE:-} ]]; then
+    echo "== the same build with $BEFORE/scale" >&2
+    "$BEFORE/scale" --blobs "$BLOBS" --manifests "$MANIFESTS" --dir "$W/built-before" \
+        --build-only >"$W/build-before.out" 2>"$W/build-before.err"
+    INGEST_BEFORE=$(awk '$1 == "metric" && $2 == "ingest_blobs_per_s" { printf "%.0f", $3 }' \
+        "$W/build-before.out")
+fi
+
+# measure NAME BINDIR [STORE]: scale --prebuilt on a fresh copy of the built store (or of
+# STORE); the metric lines go to $W/NAME.metrics.
 measure_scale() {
-    local name=$1 bin=$2
+    local name=$1 bin=$2 store=${3:-$W/built}
     rm -rf "$W/run"
-    cp -a "$W/built" "$W/run"
+    cp -a "$store" "$W/run"
     # The copy's dirty pages would otherwise be written back during the measurements
     # (GC's flushes and unlinks waited behind them: 2-5x slower, varying run to run).
     sync
@@ -67,7 +77,7 @@ measure_scale() {
 }
 
 if [[ -n ${BEFORE:-} ]]; then
-    measure_scale before "$BEFORE"
+    measure_scale before "$BEFORE" "$W/built-before"
 fi
 measure_scale now "$(dirname "$SCALE")"
 
@@ -92,7 +102,8 @@ echo "before: ${BEFORE:-figures from the issue (main)}; now: $(git -C "$ROOT" de
 echo
 row "work" "before" "now" "goal"
 row "---" "---" "---" "---"
-row "ingest of $BLOBS small blobs (scale build)" "${UNBATCHED:-?} blobs/s unbatched (578 in the issue)" \
+row "ingest of $BLOBS small blobs (scale build)" \
+    "${INGEST_BEFORE:+$INGEST_BEFORE blobs/s batched; }${UNBATCHED:-?} blobs/s unbatched (578 in the issue)" \
     "${INGEST:-?} blobs/s batched" "≥ 5,000 blobs/s, durable before recorded"
 row "GC, nothing to collect" "$(b gc_noop_s '%.2f s' '2.5 s')" \
     "$(cell now gc_noop_s '%.2f s')" "≤ 0.5 s"
@@ -114,7 +125,7 @@ row "release of a lease holding every blob (peak above start)" \
 row "import of 1 GiB layout (dir and tarball)" "1.7× tar -xf (issue)" \
     "benches/compare.sh" "≤ 1.2× tar -xf"
 row "no-op sync of the corpus vs skopeo sync" "7–9× (issue)" "benches/sync.sh" "≥ 10×"
-row "sled metadata on disk per 100k blobs (as built)" \
+row "metadata on disk per 100k blobs (as built; sled before format 2, redb since)" \
     "$(b db_mb_per_100k '%.0f MB' 'not measured')" \
     "$(cell now db_mb_per_100k '%.0f MB')" "≤ 30 MB, or say why not"
 echo

@@ -58,8 +58,8 @@ fn init_tracing(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // A closed stderr must not turn a log line into a panic (tracing-subscriber reports its
-        // own write errors with eprintln!, which panics): a panic in one of sled's I/O threads
-        // left a flush waiting forever.
+        // own write errors with eprintln!, which panics): a panic in a background thread (sled's I/O
+        // threads, before format 2) left a flush waiting forever.
         .log_internal_errors(false)
         .init();
     if let Some((value, e)) = bad.filter(|(v, _)| !v.is_empty()) {

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::stats::ServeStats;
 
-/// Descriptors kept for everything but client connections (blob files, sled, the listener).
+/// Descriptors kept for everything but client connections (blob files, the metadata file, the listener).
 const RESERVED_FDS: u64 = 64;
 
 /// Raise the soft limit on open descriptors to the hard one, and return the soft limit now

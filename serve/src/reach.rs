@@ -72,7 +72,7 @@ impl Reach {
         }
     }
 
-    /// Whether `repo` reaches `digest`. Blocking (reads sled): call from a blocking task.
+    /// Whether `repo` reaches `digest`. Blocking (reads the store's metadata): call from a blocking task.
     pub fn contains(
         &self,
         store: &Store,

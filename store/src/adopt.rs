@@ -2,7 +2,7 @@
 //! store (the writer) records blobs that are already in the bucket instead of uploading
 //! them again.
 //!
-//! A replica is a store of its own (its own sled metadata, its own lock) created on the
+//! A replica is a store of its own (its own metadata, its own lock) created on the
 //! writer's bucket and prefix with the `blobs-role` meta key set to `replica`. Its metadata
 //! follows the writer through an ordinary sync job; when that copy asks whether the store
 //! has a blob, [`Store::hold_or_adopt`] finds the writer's object and commits a record for
@@ -14,7 +14,7 @@
 //! sweeps objects (see [`Store::is_replica`] in `gc.rs`), since the objects it would take
 //! are the writer's.
 
-use sled::Transactional;
+use crate::kv::Transactional;
 
 use crate::backend::Location;
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ const REPLICA: &[u8] = b"replica";
 impl Store {
     /// Whether this store is a read replica on a bucket another store writes.
     pub fn is_replica(&self) -> bool {
-        matches!(self.meta.get(ROLE_KEY), Ok(Some(v)) if v.as_ref() == REPLICA)
+        matches!(self.meta.get(ROLE_KEY), Ok(Some(v)) if v.as_slice() == REPLICA)
     }
 
     /// Make this store a read replica of the bucket it keeps its blobs in (`sealift init

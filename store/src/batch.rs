@@ -1,7 +1,7 @@
 //! Ingest batches: group commit for many small blobs and manifests.
 //!
 //! A lone [`Store::put_blob`] pays three barriers (fsync of the file, fsync of its
-//! directory, sled's flush) before the next blob starts. An [`IngestBatch`] stages and
+//! directory, the metadata flush) before the next blob starts. An [`IngestBatch`] stages and
 //! verifies each item as it comes, exactly as a lone put does, but defers those barriers:
 //! at [`IngestBatch::flush`] (or when the batch fills) it seals every staged file at once
 //! on a few threads (their fsyncs overlap), publishes them, fsyncs each blob directory once,
@@ -302,7 +302,7 @@ impl Store {
         if names.is_empty() {
             return Ok(());
         }
-        let mut b = sled::Batch::default();
+        let mut b = crate::kv::Batch::default();
         for n in names {
             b.remove(n.as_bytes());
         }

@@ -4,8 +4,8 @@
 
 use std::io::Read;
 
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-use sled::Transactional;
+use crate::kv::Transactional;
+use crate::kv::{ConflictableTransactionError, TransactionalTree};
 
 use crate::backend::{BlobReader, Staged};
 use crate::error::{Error, Result};
@@ -81,7 +81,7 @@ impl Store {
         let key = d.to_key();
         let mut hold_key = lease.id.to_be_bytes().to_vec();
         hold_key.extend(&key);
-        // Read first: an absent blob needs no transaction (sled logs read-only ones too),
+        // Read first: an absent blob needs no transaction (a write transaction is exclusive),
         // and neither does one this lease holds already and that was touched in this
         // epoch (GC spares it: its holds are roots, and its delete re-check reads the
         // epoch). A put that finds nothing stages the bytes, and its commit merges with a

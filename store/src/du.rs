@@ -76,7 +76,7 @@ impl Store {
         let tags = self.tags()?;
         // Two halves that split no repository: each is walked on a thread of its own, and
         // the scan of every record for the store's total on a third; they overlap, since
-        // each is lookups in sled and nothing else.
+        // each is reads of the metadata and nothing else.
         let mut mid = tags.len() / 2;
         while mid > 0 && mid < tags.len() && tags[mid].repo == tags[mid - 1].repo {
             mid += 1;

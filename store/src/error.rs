@@ -39,7 +39,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// sled failed.
+    /// The metadata database failed.
     #[error("metadata database: {0}")]
     Db(String),
     /// A record has a schema version this build does not read.
@@ -53,7 +53,7 @@ pub enum Error {
     /// A record could not be decoded.
     #[error("corrupt metadata record in {tree}: {reason}")]
     Corrupt {
-        /// The sled tree.
+        /// The metadata tree.
         tree: &'static str,
         /// Why.
         reason: String,
@@ -197,17 +197,24 @@ impl Error {
     }
 }
 
+impl From<crate::kv::Error> for Error {
+    fn from(e: crate::kv::Error) -> Self {
+        Error::Db(e.to_string())
+    }
+}
+
+/// A sled failure, from reading a store of format 1 to upgrade it.
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         Error::Db(e.to_string())
     }
 }
 
-impl From<sled::transaction::TransactionError<Error>> for Error {
-    fn from(e: sled::transaction::TransactionError<Error>) -> Self {
+impl From<crate::kv::TransactionError<Error>> for Error {
+    fn from(e: crate::kv::TransactionError<Error>) -> Self {
         match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
+            crate::kv::TransactionError::Abort(e) => e,
+            crate::kv::TransactionError::Storage(e) => e.into(),
         }
     }
 }

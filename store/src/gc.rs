@@ -11,7 +11,7 @@
 //! epoch stamp as it goes. Anything held, linked or tagged after the bump carries the new
 //! epoch and is skipped.
 //!
-//! At scale (100k records) the mark works on raw sled keys, reads records without
+//! At scale (100k records) the mark works on raw record keys, reads records without
 //! allocating ([`BlobRecordRef`]), follows edges only out of manifests (as
 //! [`Store::walk`] does), and reads the referrers tree once; deletion keeps only a chunk
 //! of candidates in memory besides the mark set (manifests first, parents before children,
@@ -110,14 +110,14 @@ impl Store {
         let epoch = {
             let _x = self.gate.write().unwrap_or_else(|p| p.into_inner());
             let e = self.epoch()? + 1;
-            self.meta.insert(b"epoch", &e.to_be_bytes())?;
+            self.meta.insert(b"epoch", e.to_be_bytes())?;
             e
         };
         // Expired timed leases stop holding now.
         let mut live_leases = HashSet::new();
         for item in self.leases.iter() {
             let (k, v) = item?;
-            let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            let id = u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8]));
             let l: LeaseRecord = record::decode("leases", &v)?;
             if l.expires.is_some_and(|e| e <= t) {
                 if !opts.dry_run {
@@ -361,7 +361,7 @@ impl Store {
     /// Remove the edges a deleted manifest owned (its children and its referrer link).
     pub(crate) fn forget_edges(&self, d: &Digest, rec: &BlobRecord) -> Result<()> {
         if rec.manifest {
-            let mut batch = sled::Batch::default();
+            let mut batch = crate::kv::Batch::default();
             for item in self.edges.scan_prefix(d.to_key()) {
                 batch.remove(item?.0);
             }

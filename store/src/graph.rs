@@ -3,6 +3,7 @@
 
 use crate::blob::PutOutcome;
 use crate::error::{Error, Result};
+use crate::kv::Transactional;
 use crate::lease::Lease;
 use crate::record::{self, role_of, BlobRecord, BlobRecordRef, EdgeRecord};
 use crate::store::Store;
@@ -253,6 +254,9 @@ impl Store {
         leaves: bool,
         visit: &mut SizedVisitor<'_>,
     ) -> Result<()> {
+        // One read transaction for the whole walk: a consistent graph, and no transaction
+        // per node.
+        let snap = self.db.snapshot()?;
         let mut seen = std::collections::HashSet::new();
         // (key, manifests on the path to it, the parent that named it and whether the edge
         // is required, the size that edge recorded when the child may be taken as a leaf).
@@ -272,7 +276,7 @@ impl Store {
                 })?;
                 continue;
             }
-            let Some(v) = self.blobs.get(&k)? else {
+            let Some(v) = snap.get(&self.blobs, &k)? else {
                 match parent {
                     None => return Err(Error::NotFound(root.clone())),
                     Some((p, true)) => visit(Visit::Missing {
@@ -292,13 +296,22 @@ impl Store {
                         depth,
                     });
                 }
-                for item in self.edges.scan_prefix(&k) {
-                    let (ek, ev) = item?;
-                    let child = ek[k.len()..].to_vec();
-                    let (e, size) = record::decode_edge(&ev)?;
-                    let leaf =
-                        size.filter(|_| leaves && e.required && role_of(e.role) != Role::Manifest);
-                    stack.push((child, depth + 1, Some((k.clone(), e.required)), leaf));
+                let mut bad = None;
+                snap.scan_prefix(&self.edges, &k, |ek, ev| match record::decode_edge(ev) {
+                    Ok((e, size)) => {
+                        let leaf = size
+                            .filter(|_| leaves && e.required && role_of(e.role) != Role::Manifest);
+                        let child = ek[k.len()..].to_vec();
+                        stack.push((child, depth + 1, Some((k.clone(), e.required)), leaf));
+                        true
+                    }
+                    Err(e) => {
+                        bad = Some(e);
+                        false
+                    }
+                })?;
+                if let Some(e) = bad {
+                    return Err(e);
                 }
             }
             visit(Visit::Record { key: &k, value: &v })?;

@@ -68,7 +68,7 @@ impl Store {
     pub fn release(&self, lease: Lease) -> Result<()> {
         let prefix = lease.id.to_be_bytes();
         loop {
-            let mut batch = sled::Batch::default();
+            let mut batch = crate::kv::Batch::default();
             let mut n = 0;
             for item in self.holds.scan_prefix(prefix).keys().take(RELEASE_CHUNK) {
                 batch.remove(item?);

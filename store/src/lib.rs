@@ -2,7 +2,7 @@
 //!
 //! Blob and manifest bytes live in files under `blobs/<alg>/<hex>`, written through
 //! `ingest/`, hashed while streaming, fsync'd and renamed before their metadata commits.
-//! Metadata (blob records, the manifest graph, referrers, tags, pins, leases) lives in sled.
+//! Metadata (blob records, the manifest graph, referrers, tags, pins, leases) lives in redb.
 //! GC collects what no tag, pin, lease or live subject reaches. See ARCHITECTURE.md.
 //!
 //! ```
@@ -24,10 +24,12 @@ pub mod blob;
 pub mod du;
 pub mod error;
 pub mod fault;
+pub mod format;
 pub mod gc;
 pub mod graph;
 mod hashing;
 pub mod image;
+pub(crate) mod kv;
 pub mod lease;
 pub mod lock;
 pub mod migrate;

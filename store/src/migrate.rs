@@ -92,14 +92,14 @@ impl Store {
             self.db.flush()?;
         }
         let start = self.meta.get(DONE_UPTO)?.map(|v| v.to_vec());
-        let total = self.blobs.len();
+        let total = self.blobs.len()?;
         let mut done = 0usize;
         let mut since_mark = 0usize;
         let mut last_key: Option<Vec<u8>> = None;
         for item in self.blobs.iter() {
             let (key, value) = item?;
             done += 1;
-            if start.as_deref().is_some_and(|s| key.as_ref() <= s) {
+            if start.as_deref().is_some_and(|s| key.as_slice() <= s) {
                 report.resumed += 1;
                 continue;
             }
@@ -136,7 +136,7 @@ impl Store {
         // A put after the copy began added records the loop may have passed: none can,
         // since this process holds the store's lock and does nothing else meanwhile.
         // Switch: from now on the store reads and writes the new backend.
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         batch.insert(b"blobs".as_slice(), to.to_string().as_bytes());
         batch.insert(CLEANUP, from.to_string().as_bytes());
         batch.remove(TARGET);

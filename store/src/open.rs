@@ -1,4 +1,5 @@
-//! Opening a store (directories, format version, lock, sled) and recovering what an unclean
+//! Opening a store (directories, format version and its upgrade, lock, the metadata
+//! database) and recovering what an unclean
 //! close left: process-bound leases, records without files, orphan and partial files. Also
 //! closing, which removes the `open` marker recovery looks for.
 
@@ -10,13 +11,16 @@ use std::time::Duration;
 
 use crate::backend::{self, ConnectOptions, Location};
 use crate::error::{Error, Result};
+use crate::format::{FORMAT_VERSION, META_FILE};
 use crate::lease::Lease;
 use crate::lock::StoreLock;
 use crate::record::{self, now, LeaseRecord};
 use crate::store::{Store, STRIPES};
 
-/// Version of the on-disk layout (directories and trees). Written to `VERSION`.
-pub const FORMAT_VERSION: u32 = 1;
+/// The metadata engine's page cache. Reads beyond it come from the kernel's page cache; a
+/// listing of 10k images or a GC mark reads each page about once, so a larger cache only
+/// grows a process's memory with the store.
+const META_CACHE_BYTES: usize = 16 << 20;
 
 impl Drop for Store {
     fn drop(&mut self) {
@@ -60,7 +64,7 @@ impl Store {
         if let Err(e) = store.backend.list(&mut |_| Ok(false)) {
             // A store holding nothing forgets a location it could not reach, so that an
             // `init` with the bucket name corrected is not refused as a different one.
-            if store.blobs.is_empty() {
+            if store.blobs.is_empty()? {
                 store.meta.remove(b"blobs")?;
                 store.db.flush()?;
             }
@@ -85,7 +89,9 @@ impl Store {
                     .trim_start_matches("sealift-store ")
                     .parse()
                     .unwrap_or(0);
-                if found != FORMAT_VERSION {
+                if found == 1 {
+                    crate::format::from_sled(&root)?;
+                } else if found != FORMAT_VERSION {
                     return Err(Error::SchemaVersion {
                         found: found.min(255) as u8,
                         expected: FORMAT_VERSION as u8,
@@ -100,7 +106,7 @@ impl Store {
         let reserve = root.join(RESERVE);
         let store = match Store::open_db_and_recover(&root, lock.duplicate()?, requested, options) {
             Ok(s) => s,
-            // Opening writes (sled's snapshot of its log, the open marker, lease cleanup),
+            // Opening writes (the engine's repair after a crash, the open marker, lease cleanup),
             // so on a full disk it fails; the reserve file gives that space back. Any
             // failure frees it: the retry's own error is what the user sees.
             // Not for a blob backend that cannot be reached: that is no disk space problem.
@@ -131,15 +137,16 @@ impl Store {
         requested: Option<&Location>,
         options: &ConnectOptions,
     ) -> Result<Store> {
-        let db_dir = root.join("db");
-        remove_snapshot_leftovers(&db_dir);
-        let db = open_db(&db_dir)?;
-        let t = |n: &str| db.open_tree(n);
+        // An upgrade killed after its VERSION was written leaves the old database behind.
+        crate::format::remove_old_db(root);
+        let db = open_db(&root.join(META_FILE))?;
+        let t = |n: &'static str| db.open_tree(n);
         let meta = t("meta")?;
-        let location = stored_location(root, &db, &meta, requested)?;
+        let blobs = t("blobs")?;
+        let location = stored_location(root, &blobs, &meta, requested)?;
         let store = Store {
             backend: backend::open::connect_with(root, &location, options)?,
-            blobs: t("blobs")?,
+            blobs,
             edges: t("edges")?,
             referrers: t("referrers")?,
             tags: t("tags")?,
@@ -190,7 +197,7 @@ impl Store {
     /// record, so the orphan sweep runs once.
     fn crashed_before(&self) -> Result<bool> {
         let crashed = self.meta.get(b"open")?.is_some();
-        self.meta.insert(b"open", &self.session.to_be_bytes())?;
+        self.meta.insert(b"open", self.session.to_be_bytes())?;
         self.db.flush()?;
         Ok(crashed)
     }
@@ -207,7 +214,7 @@ impl Store {
                 Some(e) => e <= t,
             };
             if dead {
-                let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                let id = u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8]));
                 self.release(Lease { id })?;
             }
         }
@@ -270,8 +277,8 @@ impl Store {
 /// store with a `requested` location remembers it; an existing one must match it.
 fn stored_location(
     root: &Path,
-    db: &sled::Db,
-    meta: &sled::Tree,
+    blobs: &crate::kv::Tree,
+    meta: &crate::kv::Tree,
     requested: Option<&Location>,
 ) -> Result<Location> {
     let stored = match meta.get(b"blobs")? {
@@ -286,7 +293,7 @@ fn stored_location(
         None => None,
     };
     // A store holding nothing may still choose; one with blobs must migrate them.
-    let is_new = || -> Result<bool> { Ok(db.open_tree("blobs")?.is_empty()) };
+    let is_new = || -> Result<bool> { Ok(blobs.is_empty()?) };
     match (stored, requested) {
         (Some(s), Some(r)) if &s != r => Err(Error::LocationMismatch {
             path: root.to_path_buf(),
@@ -310,49 +317,20 @@ fn stored_location(
 }
 
 /// Space kept free for opening the store on a full disk (see [`Store::open`]). Opening
-/// needs room for sled's snapshot of its log (a few bytes per page) and a log segment.
+/// writes the open marker and, after a crash, the engine's repaired allocator state.
 const RESERVE_BYTES: u64 = 4 << 20;
 const RESERVE: &str = "RESERVE";
 
-/// sled 0.34 writes its snapshot to `snap.<lsn>.generating`, fsyncs, then renames it to
-/// `snap.<lsn>`; the previous snapshot is removed only after that rename. A process killed,
-/// or a disk filled, before the rename leaves a `.generating` file (empty, or without its
-/// trailing length and CRC), and sled's open picks the highest-sorting `snap.*` file, finds
-/// it corrupt and refuses every later open ("Read corrupted data at file offset None"). The
-/// leftover is never needed: the previous snapshot is still there and the log still holds
-/// everything after it. The store's LOCK is held, so no other process is writing one.
-fn remove_snapshot_leftovers(db_dir: &Path) {
-    let Ok(entries) = fs::read_dir(db_dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            match fs::remove_file(e.path()) {
-                Ok(()) => tracing::info!("removed {name}, a snapshot sled left unfinished"),
-                Err(err) => tracing::warn!("removing {}: {err}", e.path().display()),
-            }
-        }
-    }
-}
-
-/// Open the sled database. The store's LOCK is held, so no other process has it; a lock
-/// conflict can only come from this process's previous handle, whose background I/O
-/// threads let go of sled's own file lock a moment after the handle is dropped. Wait for
-/// them (up to 5 s) instead of failing a reopen.
-fn open_db(path: &Path) -> Result<sled::Db> {
+/// Open the metadata database. The store's LOCK is held, so no other process has it; a
+/// conflict can only come from this process's previous handle, whose background flush may
+/// still hold the file a moment after the handle is dropped. Wait for it (up to 5 s)
+/// instead of failing a reopen.
+fn open_db(path: &Path) -> Result<crate::kv::Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-        {
-            // sled reports it as ErrorKind::Other with this text (sled 0.34 config.rs).
-            Err(sled::Error::Io(e))
-                if e.to_string().starts_with("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
+        match crate::kv::Db::open(path, META_CACHE_BYTES) {
+            Err(crate::kv::Error(redb::Error::DatabaseAlreadyOpen))
+                if std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }

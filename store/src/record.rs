@@ -1,4 +1,4 @@
-//! Records kept in sled, each encoded as one schema-version byte followed by bincode.
+//! Records kept in the metadata trees, each encoded as one schema-version byte followed by bincode.
 //!
 //! The version byte lets a later sealift refuse (or migrate) a store it does not understand,
 //! instead of misreading it.

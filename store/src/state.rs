@@ -1,5 +1,5 @@
 //! Small state kept for the store's users (the sync jobs' per-tag state and run reports) in
-//! its own sled tree, `state`, so it lives and is backed up with the store it describes.
+//! its own metadata tree, `state`, so it lives and is backed up with the store it describes.
 //!
 //! Keys are namespaced: `namespace ++ 0x00 ++ key`. Values are the schema-version byte
 //! followed by JSON, so a record can gain fields (read with `#[serde(default)]`) without a
@@ -52,7 +52,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Store {
-    fn state_tree(&self) -> Result<sled::Tree> {
+    fn state_tree(&self) -> Result<crate::kv::Tree> {
         Ok(self.db.open_tree(TREE)?)
     }
 
@@ -93,7 +93,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Make state writes durable (they are otherwise flushed within sled's interval).
+    /// Make state writes durable (they are otherwise flushed within the metadata's half-second interval).
     pub fn state_flush(&self) -> Result<()> {
         self.state_tree()?.flush()?;
         Ok(())

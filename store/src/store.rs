@@ -1,4 +1,4 @@
-//! The store handle: the sled trees it keeps, where files live, and the locks and GC epoch
+//! The store handle: the metadata trees it keeps, where files live, and the locks and GC epoch
 //! every mutation takes. What it does is split by responsibility: [`crate::open`] (opening,
 //! recovery after an unclean close), [`crate::lease`], [`crate::blob`] (ingest, put, hold,
 //! read), [`crate::graph`] (manifests, edges, walks, referrers), [`crate::tag`] (tags and
@@ -15,9 +15,9 @@ use sealift_oci::digest::Digest;
 
 // The types each part defines, under the path they had when this file held all of them.
 pub use crate::blob::PutOutcome;
+pub use crate::format::FORMAT_VERSION;
 pub use crate::graph::{Edge, Graph, ManifestOptions, StoredManifest};
 pub use crate::lease::{Lease, LeaseGuard};
-pub use crate::open::FORMAT_VERSION;
 pub use crate::tag::TagEntry;
 
 /// Number of per-digest locks (see [`Store::stripe`]).
@@ -28,18 +28,18 @@ pub struct Store {
     pub(crate) root: PathBuf,
     /// Where blob bytes live (see [`crate::backend`]).
     pub(crate) backend: Box<dyn Backend>,
-    pub(crate) db: sled::Db,
-    pub(crate) blobs: sled::Tree,
-    pub(crate) edges: sled::Tree,
-    pub(crate) referrers: sled::Tree,
-    pub(crate) tags: sled::Tree,
-    pub(crate) pins: sled::Tree,
-    pub(crate) leases: sled::Tree,
-    pub(crate) holds: sled::Tree,
-    pub(crate) ingests: sled::Tree,
-    pub(crate) meta: sled::Tree,
+    pub(crate) db: crate::kv::Db,
+    pub(crate) blobs: crate::kv::Tree,
+    pub(crate) edges: crate::kv::Tree,
+    pub(crate) referrers: crate::kv::Tree,
+    pub(crate) tags: crate::kv::Tree,
+    pub(crate) pins: crate::kv::Tree,
+    pub(crate) leases: crate::kv::Tree,
+    pub(crate) holds: crate::kv::Tree,
+    pub(crate) ingests: crate::kv::Tree,
+    pub(crate) meta: crate::kv::Tree,
     /// Per-manifest summaries (see [`crate::summary`]): derived, rebuilt when absent.
-    pub(crate) summaries: sled::Tree,
+    pub(crate) summaries: crate::kv::Tree,
     pub(crate) session: u64,
     /// Mutators hold it shared across "read epoch, touch, commit"; GC holds it exclusively
     /// only to bump the epoch. So every mutation is either visible to GC's mark or stamped
@@ -126,7 +126,7 @@ impl Store {
         Ok(self
             .meta
             .get(b"epoch")?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0))
     }
 

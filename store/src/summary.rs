@@ -5,7 +5,7 @@
 //! A summary is a function of content-addressed bytes, so it never goes stale and needs no
 //! transaction: it is written after the manifest's commit, or for a manifest stored before
 //! summaries existed the first time it is asked for, and GC removes it with the manifest.
-//! Losing one (a crash before sled's next flush) only means computing it again.
+//! Losing one (a crash before the next flush) only means computing it again.
 
 use crate::error::{Error, Result};
 use crate::record::{self, ManifestSummary};

@@ -9,10 +9,10 @@ use crate::blob::join;
 use crate::error::{Error, Result};
 use crate::gc::{Collected, GcReport, Key};
 use crate::graph::key_digest;
+use crate::kv::Transactional;
 use crate::record::{self, BlobRecordRef};
 use crate::store::Store;
 use sealift_oci::digest::Digest;
-use sled::Transactional;
 
 /// Deletions and unlinks so far in one run, counted for the crash-test fault points.
 #[derive(Default)]
@@ -24,17 +24,15 @@ struct Progress {
 /// Decode a record inside a transaction, aborting it on a bad one.
 fn tx_decode_ref(
     v: &[u8],
-) -> std::result::Result<BlobRecordRef<'_>, sled::transaction::ConflictableTransactionError<Error>>
-{
-    record::decode_ref("blobs", v).map_err(sled::transaction::ConflictableTransactionError::Abort)
+) -> std::result::Result<BlobRecordRef<'_>, crate::kv::ConflictableTransactionError<Error>> {
+    record::decode_ref("blobs", v).map_err(crate::kv::ConflictableTransactionError::Abort)
 }
 
 /// Threads deleting a chunk's bytes: unlinks on the disk of issue 13 overlap up to about 16
 /// at a time (`rm` of 5,000 small files: 0.52 s one at a time, 0.17 s 16 at a time).
 const UNLINKERS: usize = 16;
 
-/// Records removed per chunk (one transaction for manifests, a compare-and-swap each for
-/// plain blobs), and made durable (one flush) before their files go: a crash loses at most
+/// Records removed per chunk (one transaction), and made durable (one flush) before their files go: a crash loses at most
 /// two chunks of unlinks (the one unlinking and the one just deleted; the files stay as
 /// orphans, swept by the next GC), and memory holds two chunks of candidates, whatever the
 /// store's size.
@@ -44,7 +42,7 @@ impl Store {
     /// Delete the unreached records, `manifests` (parents first) then the `plain` blobs, a
     /// chunk at a time, and unlink their files. A chunk's files are unlinked on a thread
     /// of their own while the next chunk's records are deleted: the unlinks wait on the
-    /// disk (on one mounted with `discard`, on the device), the deletes on sled.
+    /// disk (on one mounted with `discard`, on the device), the deletes on the metadata.
     pub(crate) fn delete_unreached<'k>(
         &self,
         manifests: &[Key],
@@ -127,30 +125,27 @@ impl Store {
     ///
     /// No stripe lock is needed here: a put that commits the same digest concurrently
     /// either commits first (stamping the new epoch, so the record is spared) or after
-    /// (a new record, whose file `unlink_removed` then keeps); sled orders the two
-    /// transactions.
+    /// (a new record, whose file `unlink_removed` then keeps); the metadata engine
+    /// runs one write transaction at a time.
     fn delete_records_if_untouched(
         &self,
         keys: &[&[u8]],
         manifests: bool,
         epoch: u64,
     ) -> Result<Vec<Option<(u64, String)>>> {
-        if !manifests {
-            return keys
-                .iter()
-                .map(|k| self.delete_blob_if_untouched(k, epoch))
-                .collect();
-        }
         // A manifest's edges are fixed by its bytes, so listing them before the
         // transaction is exact: a re-put of the manifest writes the same keys, and stamps
-        // the record, which then is not deleted.
-        let mut edges: Vec<Vec<sled::IVec>> = Vec::with_capacity(keys.len());
+        // the record, which then is not deleted. A chunk of plain blobs owns none.
+        let mut edges: Vec<Vec<Vec<u8>>> = Vec::with_capacity(keys.len());
         for k in keys {
-            let own = self
-                .edges
-                .scan_prefix(k)
-                .keys()
-                .collect::<sled::Result<_>>()?;
+            let own = if manifests {
+                self.edges
+                    .scan_prefix(k)
+                    .keys()
+                    .collect::<crate::kv::Result<_>>()?
+            } else {
+                Vec::new()
+            };
             edges.push(own);
         }
         let trees = (&self.blobs, &self.edges, &self.referrers);
@@ -162,7 +157,9 @@ impl Store {
                     continue;
                 };
                 let rec: BlobRecordRef<'_> = tx_decode_ref(&v)?;
-                if rec.touched >= epoch {
+                // Stamped since the mark, or committed as a manifest since a chunk of
+                // plain blobs was listed (its edges were not): spared.
+                if rec.touched >= epoch || (rec.manifest && !manifests) {
                     removed.push(None);
                     continue;
                 }
@@ -184,38 +181,12 @@ impl Store {
         let removed = removed.map_err(Error::from)?;
         // Summaries are derived (see crate::summary): dropped outside the transaction, and
         // a re-put that raced this only has its summary computed again.
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         for (k, _) in keys.iter().zip(&removed).filter(|(_, r)| r.is_some()) {
             batch.remove(*k);
         }
         self.summaries.apply_batch(batch)?;
         Ok(removed)
-    }
-
-    /// [`Store::delete_records_if_untouched`] for a record that is not a manifest: it owns
-    /// no edge or link, so a compare-and-swap of its value does what a transaction would
-    /// (a writer that stamps it in between changes the value, and the record is read again
-    /// and spared), at a fifth of the cost (a transaction per chunk was a quarter of GC's
-    /// time removing 55k items).
-    fn delete_blob_if_untouched(&self, k: &[u8], epoch: u64) -> Result<Option<(u64, String)>> {
-        loop {
-            let Some(v) = self.blobs.get(k)? else {
-                return Ok(None);
-            };
-            let rec: BlobRecordRef<'_> = record::decode_ref("blobs", &v)?;
-            // Committed as a manifest since the mark: stamped, so spared.
-            if rec.touched >= epoch || rec.manifest {
-                return Ok(None);
-            }
-            let gone = (rec.size, rec.media_type.to_string());
-            if self
-                .blobs
-                .compare_and_swap(k, Some(&v), None::<&[u8]>)?
-                .is_ok()
-            {
-                return Ok(Some(gone));
-            }
-        }
     }
 
     /// Unlink the files of `pending`, whose records' removal is durable. A put of the same

@@ -1,6 +1,6 @@
-//! Helpers for sled transactions over the store's trees, shared by ingest and graph linking.
+//! Helpers for transactions over the store's trees, shared by ingest and graph linking.
 
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use crate::kv::{ConflictableTransactionError, TransactionalTree};
 
 use crate::error::Error;
 use crate::record::{self, BlobRecord};

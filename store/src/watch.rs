@@ -2,32 +2,31 @@
 //!
 //! Readers that cache "what does repository R reach" (the registry in `sealift-serve`)
 //! must drop the cache when a tag moves or a referrer arrives. The store is opened by one
-//! process at a time, so every such change happens in this process and sled's subscribers
-//! see all of them, with no polling and no counter kept on disk.
+//! process at a time, so every such change happens in this process and the metadata
+//! engine's subscribers (`crate::kv`) see all of them, with no polling and no counter kept
+//! on disk.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use crate::store::Store;
 
-/// A subscription to changes of the `tags` and `referrers` trees. It must be drained
-/// ([`ReachWatch::changed`] awaited in a loop): sled blocks writers once a subscriber has
-/// 1024 unread events. A change made by a call that has returned is always seen by
+/// A subscription to changes of the `tags` and `referrers` trees. Changes are counted, not
+/// queued, so a watch that is not drained costs nothing. A change made by a call that has returned is always seen by
 /// [`ReachWatch::take_pending`], with no waiting: a reader that checks it before trusting a
 /// cache never misses a tag set a moment ago.
 pub struct ReachWatch {
-    tags: sled::Subscriber,
-    referrers: sled::Subscriber,
+    tags: crate::kv::Subscriber,
+    referrers: crate::kv::Subscriber,
 }
 
 impl Store {
     /// Subscribe to tag and referrer changes (see [`ReachWatch`]).
     pub fn watch_reach(&self) -> ReachWatch {
         ReachWatch {
-            tags: self.tags.watch_prefix(Vec::new()),
-            referrers: self.referrers.watch_prefix(Vec::new()),
+            tags: self.tags.watch(),
+            referrers: self.referrers.watch(),
         }
     }
 }
@@ -40,9 +39,9 @@ impl ReachWatch {
 
     /// Poll for the next change (for callers that keep the watch behind a lock).
     pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        for sub in [&mut self.tags, &mut self.referrers] {
-            if let Poll::Ready(ev) = Pin::new(sub).poll(cx) {
-                return Poll::Ready(ev.is_some());
+        for sub in [&self.tags, &self.referrers] {
+            if let Poll::Ready(open) = sub.poll_changed(cx) {
+                return Poll::Ready(open);
             }
         }
         Poll::Pending
@@ -50,13 +49,10 @@ impl ReachWatch {
 
     /// Consume the changes already made, without waiting; whether there were any.
     pub fn take_pending(&mut self) -> bool {
-        let mut any = false;
-        for sub in [&mut self.tags, &mut self.referrers] {
-            while sub.next_timeout(Duration::ZERO).is_ok() {
-                any = true;
-            }
-        }
-        any
+        // Both: taking one must not leave the other's changes for later.
+        let tags = self.tags.take();
+        let referrers = self.referrers.take();
+        tags || referrers
     }
 }
 

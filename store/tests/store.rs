@@ -39,5 +39,7 @@ mod s3;
 mod summary;
 #[path = "store/tags.rs"]
 mod tags;
+#[path = "store/upgrade.rs"]
+mod upgrade;
 #[path = "store/verify.rs"]
 mod verify;

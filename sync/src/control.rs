@@ -1,7 +1,8 @@
 //! The daemon's control socket.
 //!
-//! sled lets one process open a store, and `sealift sync --daemon` keeps it open for as long
-//! as it runs. Rather than a second reader (which sled cannot offer) the daemon listens on a
+//! One process at a time opens a store (its LOCK, and the metadata file's own lock), and
+//! `sealift sync --daemon` keeps it open for as long as it runs. Rather than a second reader
+//! the daemon listens on a
 //! Unix socket inside the store directory and runs the commands that are safe next to its own
 //! work (`images`, `inspect`, `du`, `verify`, `gc`, `sync status`) on the caller's behalf.
 //! The socket is mode 0600 in the store directory: whoever may run commands through it could

@@ -353,7 +353,7 @@ fn scan_inbox(inbox: &SharedInbox, store: &Store) -> Vec<Outcome> {
     outcomes
 }
 
-/// The inbox's record of imported tarballs, kept in the store's sled.
+/// The inbox's record of imported tarballs, kept in the store's metadata.
 struct StoreLedger<'a>(&'a Store);
 
 impl Ledger for StoreLedger<'_> {

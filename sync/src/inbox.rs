@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use sealift_layout::{import_path, ImportOptions, LayoutError};
 
-/// Where the inbox remembers what it imported: the store's sled in the daemon.
+/// Where the inbox remembers what it imported: the store's metadata in the daemon.
 pub trait Ledger {
     /// When and under which name the tarball with this digest was imported, if it was.
     fn imported(&self, digest: &Digest) -> Option<String>;

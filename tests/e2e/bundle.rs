@@ -404,7 +404,7 @@ fn split_bundles_check_every_part_then_stream_and_import_twice_changes_nothing()
         if from.is_dir() {
             // Again: nothing written, nothing changed, all reported present.
             let before = snapshot(&site);
-            let tags_before = std::fs::read_dir(site.store().join("db")).unwrap().count();
+            let files_before = std::fs::read_dir(site.store()).unwrap().count();
             let again = json(&site.ok(&["--json", "import", from.to_str().unwrap()]));
             assert_eq!(again["blobs_written"], 0, "{again}");
             assert_eq!(again["bytes_written"], 0, "{again}");
@@ -414,8 +414,8 @@ fn split_bundles_check_every_part_then_stream_and_import_twice_changes_nothing()
             );
             assert_eq!(snapshot(&site), before);
             assert_eq!(
-                std::fs::read_dir(site.store().join("db")).unwrap().count(),
-                tags_before
+                std::fs::read_dir(site.store()).unwrap().count(),
+                files_before
             );
         }
     }

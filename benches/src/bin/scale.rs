@@ -489,11 +489,16 @@ fn lease_release(store: &Store, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Sled's files under `dir/db`: a row, and the per-100k-blobs metric.
+/// The metadata's files (format 2: `meta.redb`; format 1, an older build's: sled's
+/// `db/`): a row, and the per-100k-blobs metric.
 fn db_size(dir: &Path, nblobs: usize, when: &str, report: &mut Report) {
-    let (files, apparent, allocated) = disk_usage(&dir.join("db"));
+    use std::os::unix::fs::MetadataExt;
+    let (what, (files, apparent, allocated)) = match std::fs::metadata(dir.join("meta.redb")) {
+        Ok(m) => ("meta.redb (redb)", (1, m.len(), m.blocks() * 512)),
+        Err(_) => ("db/ (sled)", disk_usage(&dir.join("db"))),
+    };
     report.add(
-        format!("disk: db/ (sled), {when}"),
+        format!("disk: {what}, {when}"),
         None,
         format!(
             "{files} files, {} apparent, {} allocated",

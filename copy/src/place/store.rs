@@ -1,6 +1,6 @@
 //! The store as a place: repositories are those of its tags; a tag's head is a local
 //! lookup; deleting removes the one tag (GC frees what nothing names any more). Store calls
-//! are blocking (sled, files): they run on tokio's blocking pool.
+//! are blocking (metadata, files): they run on tokio's blocking pool.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The store as a source and a sink. Store calls are blocking (files, sled): they run on
+//! The store as a source and a sink. Store calls are blocking (files, metadata): they run on
 //! tokio's blocking pool.
 
 use std::sync::Arc;

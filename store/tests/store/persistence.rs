@@ -103,24 +103,3 @@ fn tags_records_edges_and_pins_survive_reopen() {
         .unwrap();
     assert!(r.removed.is_empty(), "{:?}", r.removed);
 }
-
-/// sled 0.34 leaves an empty `snap.<lsn>.generating` when killed, or out of space, between
-/// creating its snapshot file and renaming it; the store still opens, with nothing lost.
-#[test]
-fn an_empty_unfinished_sled_snapshot_does_not_stop_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = sealift_oci::Digest::sha256(b"kept");
-    {
-        let store = sealift_store::Store::open(dir.path()).unwrap();
-        let lease = store.lease("t", None).unwrap();
-        store
-            .put_blob(&lease, &d, 4, "", &mut &b"kept"[..])
-            .unwrap();
-        store.pin(&d).unwrap();
-    }
-    let leftover = sealift_testkit::leave_unfinished_sled_snapshot(dir.path());
-    let store = sealift_store::Store::open(dir.path()).unwrap();
-    assert!(store.record(&d).unwrap().is_some());
-    assert_eq!(store.pins().unwrap(), vec![d]);
-    assert!(!leftover.exists());
-}

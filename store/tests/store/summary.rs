@@ -23,27 +23,55 @@ fn listing(store: &Store, roots: &[&Digest]) -> String {
 /// Rewrite the store's metadata as a sealift from before issue 13 left it: edge records
 /// without sizes, and no summaries.
 fn as_written_before_sizes(dir: &Path) {
-    let db = sled::open(dir.join("db")).unwrap();
-    let edges = db.open_tree("edges").unwrap();
-    let mut n = 0;
-    for item in edges.iter() {
-        let (k, v) = item.unwrap();
-        let e: EdgeRecord = record::decode("edges", &v).unwrap();
-        assert!(v.len() > record::encode(&e).len(), "edges now carry a size");
-        edges.insert(k, record::encode(&e)).unwrap();
-        n += 1;
+    use redb::ReadableTable;
+    let db = redb::Database::open(dir.join("meta.redb")).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut edges = tx.open_table(tree("edges")).unwrap();
+        let all: Vec<(Vec<u8>, Vec<u8>)> = edges
+            .iter()
+            .unwrap()
+            .map(|i| {
+                let (k, v) = i.unwrap();
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .collect();
+        assert!(!all.is_empty());
+        for (k, v) in all {
+            let e: EdgeRecord = record::decode("edges", &v).unwrap();
+            assert!(v.len() > record::encode(&e).len(), "edges now carry a size");
+            edges
+                .insert(k.as_slice(), record::encode(&e).as_slice())
+                .unwrap();
+        }
     }
-    assert!(n > 0);
-    db.drop_tree("summaries").unwrap();
-    db.flush().unwrap();
+    tx.delete_table(tree("summaries")).unwrap();
+    tx.commit().unwrap();
+}
+
+/// A tree of the store's metadata file, to read or rewrite it as another sealift would.
+fn tree(name: &str) -> redb::TableDefinition<'_, &'static [u8], &'static [u8]> {
+    redb::TableDefinition::new(name)
+}
+
+/// The keys of one tree of the metadata of the (closed) store at `dir`.
+fn keys(dir: &Path, name: &str) -> Vec<Vec<u8>> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let db = redb::Database::open(dir.join("meta.redb")).unwrap();
+    let tx = db.begin_read().unwrap();
+    let t = match tx.open_table(tree(name)) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Vec::new(),
+        Err(e) => panic!("{e}"),
+    };
+    t.iter()
+        .unwrap()
+        .map(|i| i.unwrap().0.value().to_vec())
+        .collect()
 }
 
 fn summaries(dir: &Path) -> usize {
-    sled::open(dir.join("db"))
-        .unwrap()
-        .open_tree("summaries")
-        .unwrap()
-        .len()
+    keys(dir, "summaries").len()
 }
 
 #[test]
@@ -127,13 +155,5 @@ fn gc_removes_the_summary_with_its_manifest() {
         );
         assert_eq!(store.platforms(kept.digest()).unwrap(), ["linux/amd64"]);
     }
-    let db = sled::open(dir.path().join("db")).unwrap();
-    let left: Vec<_> = db
-        .open_tree("summaries")
-        .unwrap()
-        .iter()
-        .keys()
-        .map(|k| k.unwrap().to_vec())
-        .collect();
-    assert_eq!(left, vec![kept.digest().to_key()]);
+    assert_eq!(keys(dir.path(), "summaries"), vec![kept.digest().to_key()]);
 }
