@@ -107,7 +107,9 @@ pub(crate) fn remove_old_db(root: &Path) {
     }
 }
 
-fn write_version(root: &Path) -> Result<()> {
+/// Say in `VERSION` that the store at `root` is of this format (durably: temporary file,
+/// fsync, rename, directory fsync), for a new store or one just upgraded.
+pub(crate) fn write_version(root: &Path) -> Result<()> {
     let path = root.join("VERSION");
     let tmp = root.join("VERSION.tmp");
     let mut f = fs::File::create(&tmp).map_err(Error::io("writing", &tmp))?;

@@ -98,10 +98,7 @@ impl Store {
                     });
                 }
             }
-            Err(_) => {
-                fs::write(&version_path, format!("sealift-store {FORMAT_VERSION}\n"))
-                    .map_err(Error::io("writing", &version_path))?;
-            }
+            Err(_) => crate::format::write_version(&root)?,
         }
         let reserve = root.join(RESERVE);
         let store = match Store::open_db_and_recover(&root, lock.duplicate()?, requested, options) {

@@ -175,10 +175,7 @@ impl Db {
         let tx = self.begin_write()?;
         let id = {
             let mut t = tx.open_table(def(IDS))?;
-            let next = match t.get(&b"next"[..])? {
-                Some(v) => u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])) + 1,
-                None => 1,
-            };
+            let next = last_id(&t)? + 1;
             t.insert(&b"next"[..], &next.to_be_bytes()[..])?;
             next
         };
@@ -191,11 +188,7 @@ impl Db {
         let tx = self.begin_write()?;
         {
             let mut t = tx.open_table(def(IDS))?;
-            let next = match t.get(&b"next"[..])? {
-                Some(v) => u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])),
-                None => 0,
-            };
-            if next < at_least {
+            if last_id(&t)? < at_least {
                 t.insert(&b"next"[..], &at_least.to_be_bytes()[..])?;
             }
         }
@@ -241,6 +234,13 @@ impl Db {
 
 /// The tree that holds [`Db::generate_id`]'s counter.
 const IDS: &str = "ids";
+
+/// The last id [`Db::generate_id`] returned (or [`Db::reserve_ids`] passed), 0 for none.
+fn last_id(t: &redb::Table<&'static [u8], &'static [u8]>) -> Result<u64> {
+    Ok(t.get(&b"next"[..])?
+        .map(|v| u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])))
+        .unwrap_or(0))
+}
 
 fn def(name: &'static str) -> Def {
     TableDefinition::new(name)

@@ -35,7 +35,9 @@ pub enum TransactionError<E> {
 /// A tree inside a transaction.
 pub struct TransactionalTree<'t> {
     table: RefCell<redb::Table<'t, &'static [u8], &'static [u8]>>,
-    wrote: Cell<bool>,
+    /// Whether this tree was written (its watchers are told after the commit); kept by
+    /// [`run`], which outlives the view.
+    wrote: &'t Cell<bool>,
 }
 
 impl TransactionalTree<'_> {
@@ -79,23 +81,23 @@ pub trait Transactional {
     ) -> std::result::Result<R, TransactionError<E>>;
 }
 
-/// One write transaction over `trees`: `f` gets a [`TransactionalTree`] for each, in order,
-/// and returns its result and, per tree, whether it wrote.
+/// One write transaction over `trees`: `f` gets a [`TransactionalTree`] for each, in order.
 fn run<R, E>(
     trees: &[&Tree],
-    f: impl for<'t> FnOnce(Vec<TransactionalTree<'t>>) -> (TxResult<R, E>, Vec<bool>),
+    f: impl for<'t> FnOnce(Vec<TransactionalTree<'t>>) -> TxResult<R, E>,
 ) -> std::result::Result<R, TransactionError<E>> {
     let db = &trees[0].db;
+    let wrote: Vec<Cell<bool>> = trees.iter().map(|_| Cell::new(false)).collect();
     let tx = db.begin_write().map_err(TransactionError::Storage)?;
-    let (r, changed) = {
+    let r = {
         let mut tables = Vec::with_capacity(trees.len());
-        for t in trees {
+        for (t, wrote) in trees.iter().zip(&wrote) {
             let table = tx
                 .open_table(def(t.name))
                 .map_err(|e| TransactionError::Storage(e.into()))?;
             tables.push(TransactionalTree {
                 table: RefCell::new(table),
-                wrote: Cell::new(false),
+                wrote,
             });
         }
         f(tables)
@@ -103,8 +105,8 @@ fn run<R, E>(
     match r {
         Ok(r) => {
             db.commit(tx).map_err(TransactionError::Storage)?;
-            for (t, c) in trees.iter().zip(changed) {
-                if c {
+            for (t, w) in trees.iter().zip(&wrote) {
+                if w.get() {
                     db.changed(t.name);
                 }
             }
@@ -128,11 +130,7 @@ impl Transactional for Tree {
         &self,
         f: impl FnOnce(&Self::View<'_>) -> TxResult<R, E>,
     ) -> std::result::Result<R, TransactionError<E>> {
-        run(&[self], |mut v| {
-            let t = v.remove(0);
-            let r = f(&t);
-            (r, vec![t.wrote.get()])
-        })
+        run(&[self], |mut v| f(&v.remove(0)))
     }
 }
 
@@ -149,12 +147,7 @@ impl Transactional for (&Tree, &Tree, &Tree) {
         run(&[self.0, self.1, self.2], |v| {
             let mut v = v.into_iter();
             let mut next = || v.next().expect("one table per tree");
-            let view = (next(), next(), next());
-            let r = f(&view);
-            (
-                r,
-                vec![view.0.wrote.get(), view.1.wrote.get(), view.2.wrote.get()],
-            )
+            f(&(next(), next(), next()))
         })
     }
 }
@@ -174,16 +167,7 @@ impl Transactional for (&Tree, &Tree, &Tree, &Tree, &Tree) {
         run(&[self.0, self.1, self.2, self.3, self.4], |v| {
             let mut v = v.into_iter();
             let mut next = || v.next().expect("one table per tree");
-            let view = (next(), next(), next(), next(), next());
-            let r = f(&view);
-            let wrote = vec![
-                view.0.wrote.get(),
-                view.1.wrote.get(),
-                view.2.wrote.get(),
-                view.3.wrote.get(),
-                view.4.wrote.get(),
-            ];
-            (r, wrote)
+            f(&(next(), next(), next(), next(), next()))
         })
     }
 }
